@@ -1,0 +1,5 @@
+import sys
+
+from nono.cli.main import main
+
+sys.exit(main())

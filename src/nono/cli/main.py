@@ -1,0 +1,299 @@
+"""``nono`` entry point: dispatch to a command, map errors to exit codes.
+
+Exit codes (as upstream nono): 0 success or the program's own status; 1 a
+nono error (``nono: <message>``); 2 a usage error; 126 the sandbox could not be
+applied; 127 the program could not be executed; 128+n the program died of
+signal n.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .._version import __version__
+from ..errors import KernelError, NonoError
+from . import args as A
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..policy.model import Policy
+
+USAGE = """\
+nono - run a program (an AI agent, a tool) inside a kernel-enforced sandbox.
+
+Usage: nono [-s] COMMAND [OPTIONS] [--] [PROGRAM [ARGS...]]
+
+Commands:
+  run      run PROGRAM in the sandbox, supervised by nono (the usual choice)
+  shell    start an interactive shell in the sandbox
+  wrap     apply the sandbox to nono itself, then exec PROGRAM (no supervisor)
+  why      explain whether a path or host is allowed, and which flag would allow it
+  setup    check what this machine can enforce (attacks a throw-away sandbox)
+
+Examples:
+  nono run --allow-cwd -- python my_agent.py
+  nono run --read ./data --write ./out --block-net -- ./tool.sh
+  nono why --path ~/.ssh/id_rsa --json
+  nono setup --check-only
+
+Everything nono prints goes to stderr; the program's output is untouched.
+Run 'nono COMMAND --help' for the options of a command.
+"""
+
+_RUN_HELP = """\
+Usage: nono {cmd} [OPTIONS] [--] PROGRAM [ARGS...]
+
+{what}
+
+By default the program may read system directories (/usr, /lib, /etc/ssl, ...),
+use /tmp, and nothing of your home directory; credentials, keyrings, browser
+profiles and shell start-up files stay denied even inside directories you grant.
+The network is allowed unless --block-net (or a port flag) restricts it.
+{options}
+
+Examples:
+  nono {cmd} --allow-cwd -- python my_agent.py
+  nono {cmd} --read ./data --write ./out --block-net -- ./tool.sh
+  nono {cmd} --allow ~ -- bash        # ~/.ssh, ~/.aws, ... still denied
+"""
+
+_WHAT = {
+    "run": "Run PROGRAM in the sandbox. nono stays outside as a supervisor: it forwards\n"
+           "signals, mediates unix-socket connects and exits with the program's status.",
+    "wrap": "Apply the sandbox to this process, then exec PROGRAM in its place (no\n"
+            "supervisor process; a small detached helper mediates unix-socket connects).",
+    "shell": "Start an interactive shell ($SHELL, else /bin/sh) in the sandbox.",
+}
+
+_WHY_HELP = """\
+Usage: nono why [--path PATH [--op read|write|readwrite] | --host HOST] [--json] [--self] [POLICY OPTIONS]
+
+Explain what the sandbox would decide, why, and which flag would change it.
+The policy is the one these options (and --profile) would give 'nono run';
+inside a sandbox, --self asks about the sandbox you are in (NONO_CAP_FILE).
+{options}
+
+Examples:
+  nono why --path ~/.ssh/id_rsa
+  nono why --path ./build --op write --allow-cwd --json
+  nono why --self --path /etc/shadow
+"""
+
+_SETUP_HELP = """\
+Usage: nono setup [--check-only] [--json] [-v]
+
+Report the platform, kernel and Landlock ABI, then start a throw-away sandbox
+and attack it once per bypass class (files, symlinks, /proc, signals, ptrace,
+TCP, UDP, MPTCP, raw sockets, io_uring, TIOCSTI, unix sockets, ...). Each line
+says whether this host closes that class. Exits 1 if any class is open.
+{options}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    silent = False
+    while argv and argv[0] in ("-s", "--silent", "-V", "--version", "-h", "--help"):
+        flag = argv.pop(0)
+        if flag in ("-V", "--version"):
+            sys.stdout.write(f"nono {__version__}\n")
+            return 0
+        if flag in ("-h", "--help"):
+            sys.stdout.write(USAGE)
+            return 0
+        silent = True
+    if not argv:
+        sys.stderr.write(USAGE)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if silent:
+        rest = ["--silent"] + rest
+    try:
+        if command in ("run", "wrap", "shell"):
+            return _run_like(command, rest)
+        if command == "why":
+            from .why import cmd_why
+
+            opts, pos = A.parse("why", A.WHY_FLAGS, rest, trailing=False)
+            if pos:
+                raise A.UsageError(f"unexpected argument '{pos[0]}' for 'nono why'")
+            return cmd_why(opts)
+        if command == "setup":
+            from .setup import cmd_setup
+
+            opts, pos = A.parse("setup", A.SETUP_FLAGS, rest, trailing=False)
+            if pos:
+                raise A.UsageError(f"unexpected argument '{pos[0]}' for 'nono setup'")
+            return cmd_setup(opts)
+        raise A.UsageError(f"unknown command '{command}'")
+    except A.HelpRequested as h:
+        sys.stdout.write(_help(h.command))
+        return 0
+    except A.UsageError as exc:
+        sys.stderr.write(f"nono: error: {exc.message}\n  run 'nono {command if command in ('run', 'wrap', 'shell', 'why', 'setup') else ''} --help' for usage\n".replace("nono  --help", "nono --help"))
+        return 2
+    except KernelError as exc:
+        sys.stderr.write(f"nono: Sandbox initialization failed: {exc.diagnostics()}\n")
+        return 126
+    except NonoError as exc:
+        sys.stderr.write(f"nono: {exc.diagnostics()}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _help(command: str) -> str:
+    if command in _WHAT:
+        flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
+        return _RUN_HELP.format(cmd=command, what=_WHAT[command], options=A.format_flags(flags))
+    if command == "why":
+        return _WHY_HELP.format(options=A.format_flags(A.WHY_FLAGS))
+    if command == "setup":
+        return _SETUP_HELP.format(options=A.format_flags(A.SETUP_FLAGS))
+    return USAGE
+
+
+def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) -> Policy:
+    """Build the :class:`Policy` the sandbox flags describe."""
+    from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
+    from ..policy.paths import expand
+
+    profile = opts.get("profile")
+    if profile not in (None, "default"):
+        raise NonoError(f"Profile not found: {profile}", hint="the built-in profile is 'default'; more arrive with the profiles feature")
+    policy = Policy()
+    workdir = expand(str(opts["workdir"])) if opts.get("workdir") else os.getcwd()
+    for dest, access, kind in (("allow", READWRITE, "dir"), ("read", READ, "dir"), ("write", WRITE, "dir"),
+                               ("allow_file", READWRITE, "file"), ("read_file", READ, "file"),
+                               ("write_file", WRITE, "file")):
+        for p in opts.get(dest) or ():  # type: ignore[attr-defined]
+            policy = policy.with_grant(Grant(expand(p), access, kind, "user"))
+    if opts.get("allow_cwd"):
+        policy = policy.with_grant(Grant(workdir, READWRITE, "dir", "cwd"))
+    elif ask_cwd and not any(g.path == workdir for g in policy.grants):
+        if _interactive() and not opts.get("silent"):
+            sys.stderr.write(f"nono: grant read+write access to the working directory {workdir}? [y/N] ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline().strip().lower()
+            if answer in ("y", "yes"):
+                policy = policy.with_grant(Grant(workdir, READWRITE, "dir", "cwd"))
+        else:
+            out.err("Skipping CWD prompt (non-interactive). Use --allow-cwd to include working directory.")  # type: ignore[attr-defined]
+    if opts.get("allow_unix_socket"):
+        policy = policy.allow_unix_socket(*opts["allow_unix_socket"])  # type: ignore[misc]
+    if opts.get("bypass_protection"):
+        policy = policy.bypass_protection(*opts["bypass_protection"])  # type: ignore[misc]
+    if opts.get("block_net"):
+        policy = policy.block_network()
+    for p in opts.get("allow_connect_port") or ():  # type: ignore[attr-defined]
+        policy = policy.allow_connect_port(p)
+    for p in opts.get("listen_port") or ():  # type: ignore[attr-defined]
+        policy = policy.allow_bind_port(p)
+    for p in opts.get("open_port") or ():  # type: ignore[attr-defined]
+        policy = policy.open_port(p)
+    return policy
+
+
+def _interactive() -> bool:
+    try:
+        return os.isatty(0) and os.isatty(2)
+    except OSError:
+        return False
+
+
+def _run_like(command: str, rest: list[str]) -> int:
+    from ..policy import env as envmod
+    from ..sandbox import capfile
+    from ..sandbox.apply import Prepared
+    from ..sandbox.plan import build_plan, which
+    from .output import Out, capabilities
+
+    flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
+    opts, program = A.parse(command, flags, rest, trailing=True)
+    out = Out(silent=bool(opts["silent"]), verbose=int(opts["verbose"]))  # type: ignore[call-overload]
+    if command == "shell":
+        if program:
+            raise A.UsageError(f"'nono shell' takes no program (got '{program[0]}'); use 'nono run'")
+        program = [str(opts.get("shell") or os.environ.get("SHELL") or "/bin/sh")]
+    if not program:
+        raise A.UsageError(f"'nono {command}' needs a program to run, e.g. nono {command} --allow-cwd -- python agent.py")
+    exe = which(program[0])
+    if exe is None:
+        sys.stderr.write(f"nono: Command execution failed: {program[0]}: command not found\n")
+        return 127
+    policy = policy_from_options(opts, out, ask_cwd=True)
+    plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None)
+    skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd")]
+    if opts["dry_run"]:
+        capabilities(out, plan, None, _v())
+        if skipped:
+            out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
+        out.err("dry-run sandbox would be applied with above capabilities")
+        out.err("$ " + " ".join(program))
+        return 0
+    prep = Prepared(plan)
+    capabilities(out, plan, prep, _v())
+    if skipped:
+        out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
+    env = envmod.sanitize(os.environ, policy.env_set)
+    cap_path = capfile.write(plan, prep.status)
+    env["NONO_CAP_FILE"] = cap_path
+    if command == "wrap":
+        return _wrap(prep, exe, program, env)
+    from ..sandbox import supervisor
+
+    pty = None
+    if command == "shell" or (os.isatty(0) and os.isatty(1)):
+        from ..sandbox.pty_relay import PtyRelay
+
+        pty = PtyRelay.create()
+    try:
+        try:
+            code = supervisor.run(prep, exe, program, env, pty=pty)
+        except supervisor.ChildFailure as exc:
+            if exc.exit_code == 126:
+                sys.stderr.write(f"nono: failed to apply sandbox in supervised child: {exc.message}\n")
+            else:
+                sys.stderr.write(f"nono: Command execution failed: {exc.message}\n")
+            return exc.exit_code
+    finally:
+        if pty is not None:
+            pty.close()
+        prep.close()
+        try:
+            os.unlink(cap_path)
+        except OSError:
+            pass
+    return code
+
+
+def _wrap(prep: object, exe: str, program: list[str], env: dict[str, str]) -> int:
+    from ..sandbox import apply as _apply
+
+    p = prep  # type: _apply.Prepared  # noqa: F821
+    handoff = _apply.spawn_detached_mediator(p) if p.mediate_unix else None  # type: ignore[attr-defined]
+    try:
+        os.setsid()
+    except OSError:
+        pass  # already a session leader (no new session possible): TIOCSTI stays denied by seccomp
+    try:
+        _apply.enter(p, handoff=handoff)  # type: ignore[arg-type]
+    except (KernelError, OSError) as exc:
+        msg = exc.diagnostics() if isinstance(exc, KernelError) else str(exc)
+        sys.stderr.write(f"nono: failed to apply sandbox: {msg}\n")
+        return 126
+    for fd in handoff or ():
+        os.close(fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(exe, program, env)
+    except OSError as exc:
+        sys.stderr.write(f"nono: Command execution failed: {exe}: {exc.strerror}\n")
+        return 127
+    return 127
+
+
+def _v() -> str:
+    return __version__

@@ -1,0 +1,72 @@
+"""Human output on stderr. ``--silent`` turns all of it off."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..sandbox.apply import Prepared
+    from ..sandbox.plan import Plan
+
+_SHOWN_SOURCES = ("user", "cwd", "executable", "runtime")
+
+
+class Out:
+    def __init__(self, *, silent: bool = False, verbose: int = 0) -> None:
+        self.silent = silent
+        self.verbose = verbose
+
+    def err(self, text: str) -> None:
+        if not self.silent:
+            sys.stderr.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        self.err(f"warning: {text}")
+
+
+def _short(path: str) -> str:
+    home = os.environ.get("HOME", "")
+    if home and home != "/" and (path == home or path.startswith(home + "/")):
+        return "~" + path[len(home):]
+    return path
+
+
+def capabilities(out: Out, plan: Plan, prep: Prepared | None, version: str) -> None:
+    """The banner and capability summary (upstream's ``Capabilities:`` block)."""
+    if out.silent:
+        return
+    lines = [f"  nono v{version}", "  Capabilities:"]
+    tag = {"read": "r ", "write": " w", "readwrite": "rw"}
+    hidden = 0
+    for rule in plan.rules.values():
+        if rule.source in _SHOWN_SOURCES or out.verbose:
+            kind = "" if rule.is_dir else " (file)"
+            lines.append(f"    {tag[rule.access]}  {_short(rule.path)}{kind}  [{rule.source}]")
+        else:
+            hidden += 1
+    if hidden:
+        lines.append(f"    + {hidden} system/group paths (-v to show)")
+    for directory, inner in plan.decomposed:
+        shown = ", ".join(_short(p) for p in inner[:4]) + (f", +{len(inner) - 4} more" if len(inner) > 4 else "")
+        lines.append(f"    ~  {_short(directory)} granted entry by entry, excluding {shown}")
+    n_deny = len(plan.denies)
+    if out.verbose:
+        for p, src in plan.denies:
+            lines.append(f"    !  {_short(p)}  [deny, {src}]")
+    else:
+        lines.append(f"    !  {n_deny} protected paths denied (credentials, keyrings, browser data, shell files; -v to show)")
+    if plan.restrict_network:
+        ports = []
+        if plan.connect_ports:
+            ports.append("connect " + ",".join(map(str, plan.connect_ports)))
+        if plan.bind_ports:
+            ports.append("listen " + ",".join(map(str, plan.bind_ports)))
+        lines.append("    net  blocked" + (f" except TCP {'; '.join(ports)}" if ports else ""))
+    else:
+        lines.append("    net  allowed")
+    sys.stderr.write("\n".join(lines) + "\n")
+    if prep is not None:
+        for m in prep.missing:
+            out.warn(f"not enforced on this kernel: {m}")

@@ -1,0 +1,166 @@
+"""The :class:`Policy` builder: an immutable description of a sandbox."""
+
+from __future__ import annotations
+
+from .paths import expand
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+READ, WRITE, READWRITE = "read", "write", "readwrite"
+ACCESS_LEVELS = (READ, WRITE, READWRITE)
+
+
+class Grant:
+    """One filesystem grant: ``path`` (absolute), ``access``, ``kind`` and ``source``.
+
+    ``kind`` is ``"dir"`` (recursive), ``"file"`` (that file only) or ``"any"``
+    (whatever the path turns out to be). ``source`` says where it came from:
+    ``user``, ``cwd``, ``group:<name>``, ``executable`` or ``runtime``.
+    """
+
+    __slots__ = ("access", "kind", "path", "source")
+
+    def __init__(self, path: str, access: str, kind: str = "any", source: str = "user") -> None:
+        if access not in ACCESS_LEVELS:
+            raise ValueError(f"access must be one of {ACCESS_LEVELS}, not {access!r}")
+        self.path, self.access, self.kind, self.source = path, access, kind, source
+
+    def __repr__(self) -> str:
+        return f"Grant({self.path!r}, {self.access!r}, kind={self.kind!r}, source={self.source!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Grant) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[str, str, str, str]:
+        return (self.path, self.access, self.kind, self.source)
+
+
+class Policy:
+    """What a sandboxed process may touch. Deny by default.
+
+    Every builder method returns a *new* policy, so a policy can be shared,
+    cached and used as a dictionary key::
+
+        policy = nono.Policy().allow_read("/data").allow_write("/tmp/ws").block_network()
+
+    The default groups (system libraries read-only, ``/tmp`` scratch space and
+    every required deny group: ``~/.ssh``, cloud credentials, keyrings, browser
+    profiles, shell history and rc files) are included unless
+    ``defaults=False``. Paths are expanded (``~``, ``$HOME``, ...) and made
+    absolute when the method is called.
+    """
+
+    __slots__ = ("bind_ports", "bypass", "connect_ports", "env_set", "grants", "groups", "network", "unix_sockets")
+
+    def __init__(self, *, defaults: bool = True) -> None:
+        from .groups import default_group_names
+
+        self.grants: tuple[Grant, ...] = ()
+        self.groups: tuple[str, ...] = tuple(default_group_names()) if defaults else ()
+        self.network = "allow"
+        self.connect_ports: tuple[int, ...] = ()
+        self.bind_ports: tuple[int, ...] = ()
+        self.bypass: tuple[str, ...] = ()
+        self.unix_sockets: tuple[str, ...] = ()
+        self.env_set: tuple[tuple[str, str], ...] = ()
+
+    # -- construction helpers -------------------------------------------------
+    def _copy(self, **changes: object) -> Policy:
+        new = Policy.__new__(Policy)
+        for name in Policy.__slots__:
+            setattr(new, name, changes.get(name, getattr(self, name)))
+        return new
+
+    def _add(self, paths: Iterable[str], access: str, kind: str, source: str = "user") -> Policy:
+        added = tuple(Grant(expand(str(p)), access, kind, source) for p in paths)
+        return self._copy(grants=self.grants + tuple(g for g in added if g not in self.grants))
+
+    def with_grant(self, grant: Grant) -> Policy:
+        """A copy with ``grant`` added (its path must already be absolute)."""
+        return self if grant in self.grants else self._copy(grants=self.grants + (grant,))
+
+    # -- filesystem -----------------------------------------------------------
+    def allow_read(self, *paths: str) -> Policy:
+        """Read (and list, and execute) beneath each directory or file."""
+        return self._add(paths, READ, "any")
+
+    def allow_write(self, *paths: str) -> Policy:
+        """Create, modify and delete beneath each path, without reading it."""
+        return self._add(paths, WRITE, "any")
+
+    def allow(self, *paths: str) -> Policy:
+        """Read and write beneath each path (``--allow``)."""
+        return self._add(paths, READWRITE, "any")
+
+    allow_readwrite = allow
+
+    def allow_read_file(self, *paths: str) -> Policy:
+        return self._add(paths, READ, "file")
+
+    def allow_write_file(self, *paths: str) -> Policy:
+        return self._add(paths, WRITE, "file")
+
+    def allow_file(self, *paths: str) -> Policy:
+        return self._add(paths, READWRITE, "file")
+
+    def bypass_protection(self, *paths: str) -> Policy:
+        """Lift a deny-group entry for paths that another grant of yours covers."""
+        return self._copy(bypass=self.bypass + tuple(expand(p) for p in paths))
+
+    def allow_unix_socket(self, *paths: str) -> Policy:
+        """Permit ``connect()`` to these pathname unix sockets (read access included)."""
+        new = self._add(paths, READ, "file")
+        return new._copy(unix_sockets=new.unix_sockets + tuple(expand(p) for p in paths))
+
+    # -- network ----------------------------------------------------------------
+    def block_network(self) -> Policy:
+        """No outbound or inbound network, except ports you open explicitly."""
+        return self._copy(network="block")
+
+    def allow_connect_port(self, *ports: int) -> Policy:
+        """Outbound TCP to these ports (any host). Implies a restricted network."""
+        return self._copy(network="block", connect_ports=self.connect_ports + tuple(_port(p) for p in ports))
+
+    def allow_bind_port(self, *ports: int) -> Policy:
+        """Listen on these TCP ports. Implies a restricted network."""
+        return self._copy(network="block", bind_ports=self.bind_ports + tuple(_port(p) for p in ports))
+
+    def open_port(self, *ports: int) -> Policy:
+        """Both connect to and listen on these TCP ports."""
+        return self.allow_connect_port(*ports).allow_bind_port(*ports)
+
+    # -- environment ------------------------------------------------------------
+    def set_env(self, name: str, value: str) -> Policy:
+        if not name or "=" in name or name == "PATH" or name.startswith("NONO_"):
+            from ..errors import PolicyError
+
+            raise PolicyError(f"cannot set environment variable {name!r} (PATH and NONO_* are reserved)")
+        return self._copy(env_set=self.env_set + ((name, value),))
+
+    # -- identity -----------------------------------------------------------------
+    def key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, n) for n in Policy.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        parts = [f"{g.access} {g.path}" for g in self.grants]
+        return f"Policy(grants=[{', '.join(parts)}], network={self.network!r})"
+
+
+def _port(p: int) -> int:
+    port = int(p)
+    if not 0 < port < 65536:
+        from ..errors import PolicyError
+
+        raise PolicyError(f"invalid TCP port {p!r}: must be 1-65535")
+    return port

@@ -1,0 +1,1 @@
+"""Turning a policy into kernel rules, and running programs under them."""

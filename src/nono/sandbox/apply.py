@@ -1,0 +1,125 @@
+"""Applying a planned sandbox to a process: the irreversible part.
+
+Order matters and is fixed here: drop capabilities (root only), set
+``no_new_privs``, restrict with Landlock, install the seccomp filter, then hand
+the seccomp listener to an unsandboxed mediator. Each step raises
+:class:`~nono.errors.KernelError`; the caller turns that into exit 126.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..kernel import landlock as ll
+from ..kernel import process, seccomp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .plan import Plan
+
+
+class Prepared:
+    """A plan turned into kernel objects, ready to apply in a (forked) process.
+
+    Building the Landlock ruleset and the BPF program is done once, in the
+    unsandboxed parent; a child only has to call ``restrict_self``.
+    """
+
+    def __init__(self, plan: Plan, *, mediate_unix: bool = True) -> None:
+        self.plan = plan
+        self.ruleset = plan.build_ruleset()
+        self.mediate_unix = mediate_unix
+        self.program = seccomp.build_filter(restrict_network=plan.restrict_network, mediate_unix=mediate_unix)
+        self.drop_caps = os.geteuid() == 0 or process.effective_capabilities() != 0
+        self.status, self.missing = _protections(self.ruleset.abi, plan, mediate_unix, self.drop_caps)
+
+    def close(self) -> None:
+        self.ruleset.close()
+
+
+def _protections(abi: int, plan: Plan, mediate: bool, drop_caps: bool) -> tuple[dict[str, object], list[str]]:
+    status: dict[str, object] = {"landlock_abi": abi, "filesystem": "enforced", "no_new_privs": "enforced",
+                                 "seccomp": "enforced", "tiocsti": "enforced", "io_uring": "denied"}
+    missing: list[str] = []
+    if abi < 2:
+        missing.append("cross-directory rename/link control (Landlock ABI 2, kernel 5.19)")
+    if abi < 3:
+        missing.append("truncate control (Landlock ABI 3, kernel 6.2)")
+    status["network"] = ("blocked" if not plan.connect_ports and not plan.bind_ports else "ports only") if plan.restrict_network else "allowed"
+    if abi >= 6:
+        status["scope_signal"] = status["scope_abstract_unix_socket"] = "enforced"
+    else:
+        status["scope_signal"] = status["scope_abstract_unix_socket"] = "unsupported"
+        missing.append("signal and abstract-unix-socket isolation (Landlock ABI 6, kernel 6.12): "
+                       "the program can signal other processes of your user")
+    status["unix_connect_mediation"] = "enforced" if mediate else "not_enforced"
+    if not mediate:
+        missing.append("pathname unix-socket connect mediation (seccomp user notification unavailable)")
+    status["capabilities"] = "dropped" if drop_caps else "none held"
+    return status, missing
+
+
+def enter(prep: Prepared, *, handoff: tuple[int, int] | None, parent_pid: int = 0) -> None:
+    """Apply ``prep`` to the calling process (must be single-threaded). Irreversible.
+
+    ``handoff`` is ``(report_w, ack_r)``: the listener fd number is written to
+    ``report_w`` as ``L<fd>\\n`` and we block until one byte arrives on
+    ``ack_r`` (the mediator has taken its copy with ``pidfd_getfd``).
+    ``parent_pid``: die with SIGKILL if that process (the supervisor) dies.
+    """
+    if parent_pid:
+        process.set_parent_death_signal(9)
+        if os.getppid() != parent_pid:
+            os._exit(126)
+    if prep.drop_caps:
+        process.drop_all_capabilities()
+    process.set_no_new_privs()
+    ll.restrict_self(prep.ruleset.fd)
+    listener = seccomp.install(prep.program, new_listener=prep.mediate_unix)
+    if listener >= 0:
+        if handoff is None:
+            os.close(listener)
+            return
+        report_w, ack_r = handoff
+        os.write(report_w, b"L%d\n" % listener)
+        if os.read(ack_r, 1) != b"1":
+            os.close(listener)
+            raise OSError(5, "mediator did not take the seccomp listener")
+        os.close(listener)
+
+
+def spawn_detached_mediator(prep: Prepared) -> tuple[int, int]:
+    """Start an unsandboxed mediator process for a process sandboxing itself.
+
+    Used by ``wrap`` and ``Sandbox.apply``, where no supervisor exists. The
+    mediator is double-forked (re-parented away from us, so our ``wait()``
+    never sees it), closes our stdio, and exits when the listener reports that
+    no sandboxed process is left. Returns ``(report_w, ack_r)`` for :func:`enter`.
+    """
+    report_r, report_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    target = os.getpid()
+    first = os.fork()
+    if first == 0:
+        try:
+            if os.fork() != 0:
+                os._exit(0)
+            os.close(report_w)
+            os.close(ack_r)
+            devnull = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.setsid()
+            from .mediator import serve_handoff
+
+            serve_handoff(prep.plan, target, report_r, ack_w)
+        finally:
+            os._exit(0)
+    os.waitpid(first, 0)
+    os.close(report_r)
+    os.close(ack_w)
+    try:
+        process.prctl(process.PR_SET_PTRACER, -1 & 0xFFFFFFFFFFFFFFFF)  # Yama: let the mediator use pidfd_getfd
+    except Exception:  # noqa: BLE001  (Yama absent: nothing to relax)
+        pass
+    return report_w, ack_r

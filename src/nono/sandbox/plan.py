@@ -1,0 +1,368 @@
+"""Resolve a :class:`~nono.policy.Policy` into concrete kernel rules.
+
+This is where paths meet the real filesystem: grants are canonicalised
+(symlinks resolved), missing paths are skipped and reported, the program's own
+executable and runtime are granted, and a deny rule that lies *inside* a
+granted directory is enforced by granting that directory's other entries one
+by one instead of the directory itself ("decomposition").
+
+What decomposition cannot give (documented in ``docs/security.md``): the
+decomposed directory itself gets no rights, so inside it you cannot list
+entries or create new top-level entries; entries that are symlinks are not
+granted through the decomposed directory (their targets need grants of their
+own); and entries created after the sandbox started are not covered.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ..errors import PolicyError
+from ..kernel import landlock as ll
+from ..policy import groups as _groups
+from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
+from ..policy.paths import expand, is_within, variables
+
+_MASKS = {READ: ll.ACCESS_READ, WRITE: ll.ACCESS_WRITE, READWRITE: ll.ACCESS_READ | ll.ACCESS_WRITE}
+_USER_SOURCES = ("user", "cwd")
+
+
+class Rule:
+    """A Landlock path rule: ``path`` (canonical), rights ``mask``, ``is_dir``."""
+
+    __slots__ = ("access", "is_dir", "mask", "path", "source")
+
+    def __init__(self, path: str, mask: int, is_dir: bool, access: str, source: str) -> None:
+        self.path, self.mask, self.is_dir, self.access, self.source = path, mask, is_dir, access, source
+
+    def __repr__(self) -> str:
+        return f"Rule({self.path!r}, {self.access}, dir={self.is_dir}, source={self.source!r})"
+
+
+class Plan:
+    """Everything needed to build the sandbox, plus what to tell the user."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, Rule] = {}
+        self.denies: list[tuple[str, str]] = []  # (canonical path, source)
+        self.skipped: list[tuple[str, str, str]] = []  # (path, source, reason)
+        self.decomposed: list[tuple[str, list[str]]] = []
+        self.socket_roots: list[str] = []
+        self.network = "allow"
+        self.connect_ports: tuple[int, ...] = ()
+        self.bind_ports: tuple[int, ...] = ()
+        self.executable: str | None = None
+        self.notes: list[str] = []
+        self._deny_src: dict[str, str] = {}
+        self._deny_ancestors: set[str] = set()
+
+    @property
+    def restrict_network(self) -> bool:
+        return self.network != "allow"
+
+    def add_deny(self, path: str, source: str) -> None:
+        if path in self._deny_src:
+            return
+        self.denies.append((path, source))
+        self._deny_src[path] = source
+        parent = os.path.dirname(path)
+        while parent not in self._deny_ancestors:
+            self._deny_ancestors.add(parent)
+            if parent == "/":
+                break
+            parent = os.path.dirname(parent)
+
+    def denied_by(self, path: str) -> tuple[str, str] | None:
+        """The deny entry (path, source) covering canonical ``path``, if any."""
+        p = path
+        while True:
+            src = self._deny_src.get(p)
+            if src is not None:
+                return p, src
+            if p == "/":
+                return None
+            p = os.path.dirname(p)
+
+    def denies_inside(self, path: str) -> list[str]:
+        """Deny entries strictly beneath canonical directory ``path``."""
+        if path not in self._deny_ancestors:
+            return []
+        return [d for d, _ in self.denies if d != path and is_within(d, path)]
+
+    def socket_allowed(self, path: str) -> bool:
+        """May the sandbox ``connect()`` to the unix socket at canonical ``path``?"""
+        if self.denied_by(path):
+            return False
+        return any(is_within(path, root) for root in self.socket_roots)
+
+    def build_ruleset(self) -> ll.Ruleset:
+        """Create the Landlock ruleset (a kernel object) for this plan."""
+        abi = ll.abi_version()
+        ruleset = ll.Ruleset(
+            handle_tcp=self.restrict_network,
+            scopes=(ll.SCOPE_SIGNAL | ll.SCOPE_ABSTRACT_UNIX_SOCKET) if abi >= 6 else 0,
+            abi=abi,
+        )
+        try:
+            for rule in self.rules.values():
+                try:
+                    fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # vanished since planning: nothing to grant
+                try:
+                    ruleset.allow_path_fd(fd, rule.mask, is_dir=rule.is_dir)
+                finally:
+                    os.close(fd)
+            for port in self.connect_ports:
+                ruleset.allow_port(port, ll.NET_CONNECT_TCP)
+            for port in self.bind_ports:
+                ruleset.allow_port(port, ll.NET_BIND_TCP)
+        except BaseException:
+            ruleset.close()
+            raise
+        return ruleset
+
+
+def which(name: str, path_env: str | None = None) -> str | None:
+    """Locate ``name`` on ``PATH`` like ``shutil.which`` (which costs an ``re`` import)."""
+    if "/" in name:
+        return os.path.abspath(name) if os.access(name, os.X_OK) and not os.path.isdir(name) else None
+    for d in (path_env if path_env is not None else os.environ.get("PATH", os.defpath)).split(os.pathsep):
+        cand = os.path.join(d or ".", name)
+        if os.access(cand, os.X_OK) and not os.path.isdir(cand):
+            return cand
+    return None
+
+
+def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = None) -> Plan:
+    """Resolve ``policy`` against the filesystem now. Raises :class:`PolicyError`."""
+    plan = Plan()
+    vars_ = variables(cwd)
+    data = _groups.data()
+    grants: list[Grant] = list(policy.grants)
+    deny_raw: list[tuple[str, str]] = []
+    for name in policy.groups:
+        g = _groups.group(name)
+        if g.get("platform") not in (None, "linux"):
+            continue
+        for access, paths in g.get("allow", {}).items():
+            for p in paths:
+                grants.append(Grant(expand(p, vars_), access, "any", f"group:{name}"))
+        for p in g.get("deny", {}).get("access", []):
+            deny_raw.append((expand(p, vars_), f"group:{name}"))
+    protected = [_canonical(expand(p, vars_)) for p in data["protected_state_roots"]]
+    protected.append(_canonical(vars_["NONO_CONFIG"]))
+
+    if argv0 is not None:
+        exe = which(argv0)
+        if exe is not None:
+            plan.executable = os.path.realpath(exe)
+            grants.extend(_runtime_grants(exe, vars_))
+
+    bypass = [_canonical(b) for b in policy.bypass]
+    for b in bypass:
+        if not any(g.source in _USER_SOURCES and is_within(b, _canonical(g.path)) for g in grants):
+            raise PolicyError(
+                f"bypass_protection '{b}' has no matching grant",
+                path=b, hint=f"also grant it, e.g. --read {b} or --allow {b}",
+            )
+    home, canon_home = vars_["HOME"], _canonical(vars_["HOME"])
+    for p, src in deny_raw:
+        variants = [p]
+        if home != canon_home and is_within(p, home):
+            variants.append(canon_home + p[len(home):])
+        elif not is_within(p, home):
+            variants.append(_canonical(p))
+        if os.path.islink(variants[-1]):
+            variants.append(_canonical(variants[-1]))
+        for variant in variants:
+            if not any(is_within(variant, b) for b in bypass):
+                plan.add_deny(variant, src)
+    for root in protected:
+        plan.add_deny(root, "protected nono state")
+
+    for g in grants:
+        _add_grant(plan, g, protected)
+
+    plan.network = policy.network
+    plan.connect_ports = policy.connect_ports
+    plan.bind_ports = policy.bind_ports
+    plan.socket_roots = [r.path for r in plan.rules.values() if r.source in _USER_SOURCES]
+    plan.socket_roots += [_canonical(s) for s in policy.unix_sockets]
+    return plan
+
+
+def _canonical(path: str) -> str:
+    """The kernel's canonical name for ``path`` (resolved like ``realpath``)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+    finally:
+        os.close(fd)
+
+
+def _open_canonical(path: str) -> tuple[int, str, os.stat_result]:
+    """Open ``path`` with ``O_PATH``; return (fd, canonical path, stat). Raises OSError."""
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(path)
+        return fd, real, st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _add_grant(plan: Plan, g: Grant, protected: list[str]) -> None:
+    user = g.source in _USER_SOURCES
+    try:
+        fd, real, st = _open_canonical(g.path)
+    except OSError as exc:
+        plan.skipped.append((g.path, g.source, "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or "cannot open"))
+        return
+    os.close(fd)
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if user and g.kind == "dir" and not is_dir:
+        raise PolicyError(f"'{g.path}' is a file, but a directory grant was requested", path=g.path,
+                          hint=f"use the single-file form, e.g. --read-file {g.path}")
+    if user and g.kind == "file" and is_dir:
+        raise PolicyError(f"'{g.path}' is a directory, but a single-file grant was requested", path=g.path,
+                          hint=f"use the directory form, e.g. --read {g.path}")
+    for root in protected:
+        if is_within(real, root):
+            raise PolicyError(
+                f"Refusing to grant '{g.path}' (source: {g.source}) because it overlaps protected nono state root '{root}'.",
+                path=g.path, hint="nono keeps its own state and configuration out of every sandbox",
+            )
+    hit = plan.denied_by(real)
+    if hit is not None:
+        if user:
+            raise PolicyError(
+                f"'{g.path}' is protected by {hit[1]} ('{hit[0]}')", path=g.path,
+                hint=f"to grant it deliberately, add --bypass-protection {hit[0]}",
+            )
+        plan.skipped.append((g.path, g.source, f"protected by {hit[1]}"))
+        return
+    mask = _MASKS[g.access]
+    inner = plan.denies_inside(real) if is_dir else []
+    if inner:
+        plan.decomposed.append((real, inner))
+        _decompose(plan, real, mask, g, inner)
+    else:
+        _put(plan, real, mask, is_dir, g)
+
+
+def _put(plan: Plan, path: str, mask: int, is_dir: bool, g: Grant) -> None:
+    old = plan.rules.get(path)
+    if old is None:
+        plan.rules[path] = Rule(path, mask, is_dir, g.access, g.source)
+    else:
+        old.mask |= mask
+        if old.access != g.access:
+            old.access = READWRITE if {old.access, g.access} != {READ} else READ
+        if g.source in _USER_SOURCES:
+            old.source = g.source
+
+
+def _decompose(plan: Plan, directory: str, mask: int, g: Grant, inner: list[str]) -> None:
+    """Grant each entry of ``directory`` except the denied ones, recursing toward them."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError as exc:
+        plan.skipped.append((directory, g.source, f"cannot list for deny decomposition: {exc.strerror}"))
+        return
+    for entry in entries:
+        p = entry.path
+        if p in inner:
+            continue
+        deeper = [d for d in inner if d.startswith(p + "/")]
+        try:
+            if entry.is_symlink():
+                continue  # its target is checked on its own merits
+            if deeper:
+                if entry.is_dir(follow_symlinks=False):
+                    _decompose(plan, p, mask, g, deeper)
+                continue
+            _put(plan, p, mask, entry.is_dir(follow_symlinks=False), g)
+        except OSError:
+            continue
+
+
+def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Grant]:
+    """Read grants the program needs to start: itself, its interpreter, its runtime prefix."""
+    real = os.path.realpath(exe)
+    out = [Grant(real, READ, "file", "executable")]
+    for cand in (exe, real):
+        root = _runtime_root(cand, vars_)
+        if root:
+            out.append(Grant(root, READ, "dir", "runtime"))
+    venv = os.path.dirname(os.path.dirname(exe))
+    cfg = os.path.join(venv, "pyvenv.cfg")
+    if os.path.isfile(cfg):
+        out.append(Grant(venv, READ, "dir", "runtime"))
+        try:
+            with open(cfg, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    key, _, value = line.partition("=")
+                    if key.strip() == "home" and value.strip():
+                        home_bin = value.strip()
+                        prefix = os.path.dirname(home_bin) if os.path.basename(home_bin) == "bin" else home_bin
+                        out.append(Grant(os.path.realpath(prefix), READ, "dir", "runtime"))
+        except OSError:
+            pass
+    if depth < 2:
+        interp = _shebang(real)
+        if interp:
+            resolved = which(interp)
+            if resolved:
+                out.extend(_runtime_grants(resolved, vars_, depth + 1))
+    return out
+
+
+def _runtime_root(path: str, vars_: dict[str, str]) -> str | None:
+    """The version directory (or manager root, for shims) of known runtime managers."""
+    h = vars_["HOME"]
+    managers = (
+        (os.environ.get("PYENV_ROOT") or os.path.join(h, ".pyenv"), "versions"),
+        (os.environ.get("ASDF_DATA_DIR") or os.path.join(h, ".asdf"), "installs"),
+        (os.environ.get("NVM_DIR") or os.path.join(h, ".nvm"), "versions"),
+    )
+    for root, sub in managers:
+        root = os.path.realpath(root)
+        if not is_within(path, root):
+            continue
+        rel = path[len(root) + 1 :].split("/")
+        if rel[0] == "shims":
+            return root
+        if rel[0] == sub:
+            depth = 2 if sub == "versions" and not root.endswith(".nvm") else 3
+            if len(rel) > depth:
+                return os.path.join(root, *rel[:depth])
+    return None
+
+
+def _shebang(path: str) -> str | None:
+    """The interpreter a script names (``env X`` resolved to ``X``), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    parts = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+    if not parts:
+        return None
+    if os.path.basename(parts[0]) == "env":
+        rest = [p for p in parts[1:] if not p.startswith("-")]
+        return rest[0] if rest else None
+    return parts[0]

@@ -1,0 +1,199 @@
+"""The supervised run: fork, sandbox the child, stay outside and watch.
+
+The parent stays unsandboxed (the proxy, rollback and audit of later issues
+live here), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2, answers
+the child's seccomp notifications, and returns the child's exit status
+(128+n for a signal). The child dies with SIGKILL if the supervisor dies.
+
+Only ``os``, ``_signal`` and ``select`` are imported here: this is the
+``nono run`` start-up path.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from ..errors import KernelError, SandboxError
+from ..kernel import process
+from . import apply as _apply
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+
+
+class ChildFailure(SandboxError):
+    """The child could not apply the sandbox (``exit_code`` 126) or exec (127)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _child(prep: _apply.Prepared, exe: str, argv: list[str], env: Mapping[str, str], report_w: int, ack_r: int,
+           parent: int, setup_tty: Callable[[], None] | None) -> None:
+    """Runs in the forked child; never returns."""
+    try:
+        for name in _FORWARDED + ("SIGTSTP", "SIGCONT", "SIGPIPE"):
+            _signal.signal(getattr(_signal, name), _signal.SIG_DFL)
+        if setup_tty is not None:
+            setup_tty()
+        else:
+            os.setsid()
+        _apply.enter(prep, handoff=(report_w, ack_r) if prep.mediate_unix else None, parent_pid=parent)
+        os.close(ack_r)
+    except BaseException as exc:  # noqa: BLE001  report, then exit 126: never run unsandboxed
+        msg = exc.diagnostics() if isinstance(exc, KernelError) else f"{type(exc).__name__}: {exc}"
+        try:
+            os.write(report_w, b"E" + msg.encode(errors="replace").replace(b"\n", b" ") + b"\n")
+        finally:
+            os._exit(126)
+    try:
+        os.closerange(3, report_w)
+        os.closerange(report_w + 1, 1 << 20)
+        os.execve(exe, argv, env)
+    except OSError as exc:
+        try:
+            os.write(report_w, b"X%d\n" % (exc.errno or 0))
+        finally:
+            os._exit(127)
+    os._exit(127)
+
+
+def _read_line(fd: int) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        line += chunk
+    return line
+
+
+def run(prep: _apply.Prepared, exe: str, argv: list[str], env: Mapping[str, str], *,
+        pty: object | None = None, on_started: Callable[[int], None] | None = None) -> int:
+    """Run ``argv`` (``exe`` resolved) under ``prep``; return its exit status.
+
+    Raises :class:`ChildFailure` when the sandbox could not be applied (126)
+    or the program could not be executed (127).
+    """
+    report_r, report_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    parent = os.getpid()
+    setup_tty = getattr(pty, "child_setup", None)
+    pid = os.fork()
+    if pid == 0:
+        os.close(report_r)
+        os.close(ack_w)
+        _child(prep, exe, argv, env, report_w, ack_r, parent, setup_tty)
+    os.close(report_w)
+    os.close(ack_r)
+    pidfd = os.pidfd_open(pid)
+    try:
+        process.set_dumpable(False)
+    except KernelError:
+        pass
+    old_handlers = _forward_signals(pid)
+    listener = -1
+    try:
+        line = _read_line(report_r) if prep.mediate_unix else b""
+        if line.startswith(b"L"):
+            listener = process.pidfd_getfd(pidfd, int(line[1:]))
+            os.write(ack_w, b"1")
+            line = b""
+        os.close(ack_w)
+        ack_w = -1
+        if on_started is not None:
+            on_started(pid)
+        status, tail = _wait(pid, pidfd, listener, report_r, prep, pty)
+        line += tail
+    finally:
+        for sig, h in old_handlers.items():
+            _signal.signal(sig, h)
+        if ack_w >= 0:
+            os.close(ack_w)
+        for fd in (listener, pidfd, report_r):
+            if fd >= 0:
+                os.close(fd)
+    if line.startswith(b"E"):
+        raise ChildFailure(line[1:].decode(errors="replace").strip(), 126)
+    if line.startswith(b"X"):
+        err = int(line[1:] or 0)
+        raise ChildFailure(f"{exe}: {os.strerror(err)}", 127)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _forward_signals(pid: int) -> dict[int, object]:
+    def forward(sig: int, _frame: object) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(_sig: int, _frame: object) -> None:
+        # The child lives in its own session, where the kernel ignores terminal
+        # stop signals; stop it explicitly, then stop ourselves.
+        try:
+            os.kill(pid, _signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+        os.kill(os.getpid(), _signal.SIGSTOP)
+
+    def cont(_sig: int, _frame: object) -> None:
+        try:
+            os.kill(pid, _signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+    old: dict[int, object] = {}
+    for name in _FORWARDED:
+        sig = getattr(_signal, name)
+        old[sig] = _signal.signal(sig, forward)
+    old[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, stop)
+    old[_signal.SIGCONT] = _signal.signal(_signal.SIGCONT, cont)
+    return old
+
+
+def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: _apply.Prepared, pty: object | None) -> tuple[int, bytes]:
+    import select
+
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(report_r, select.POLLIN)
+    mediator = None
+    if listener >= 0:
+        from .mediator import Mediator
+
+        mediator = Mediator(listener, prep.plan)
+        poller.register(listener, select.POLLIN)
+    tty_fds: tuple[int, ...] = ()
+    if pty is not None:
+        tty_fds = pty.register(poller)  # type: ignore[attr-defined]
+    tail = b""
+    while True:
+        for fd, ev in poller.poll():
+            if fd == pidfd:
+                if pty is not None:
+                    pty.drain()  # type: ignore[attr-defined]
+                _, status = os.waitpid(pid, 0)
+                if report_r >= 0:
+                    tail += _read_line(report_r)
+                return status, tail
+            if fd == listener:
+                if ev & select.POLLIN and mediator is not None:
+                    mediator.handle()
+                elif ev & (select.POLLHUP | select.POLLERR):
+                    poller.unregister(listener)
+            elif fd == report_r:
+                chunk = os.read(report_r, 4096)
+                if chunk:
+                    tail += chunk
+                else:
+                    poller.unregister(report_r)
+                    report_r = -1
+            elif fd in tty_fds:
+                pty.on_event(fd, ev, poller)  # type: ignore[attr-defined]
