@@ -11,7 +11,6 @@
 Importing this package is cheap: names are loaded on first use.
 """
 
-from __future__ import annotations
 
 from ._version import __version__
 

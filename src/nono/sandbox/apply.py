@@ -104,11 +104,13 @@ def spawn_detached_mediator(prep: Prepared) -> tuple[int, int]:
         try:
             if os.fork() != 0:
                 os._exit(0)
-            os.close(report_w)
-            os.close(ack_r)
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
+            # Hold nothing of the caller's open: a pipe kept open here would hide EOF from its reader.
+            keep = sorted({0, 1, 2, report_r, ack_w})
+            for lo, hi in zip(keep, keep[1:] + [1 << 20]):
+                os.closerange(lo + 1, hi)
             os.setsid()
             from .mediator import serve_handoff
 

@@ -57,6 +57,31 @@ class Plan:
         self._deny_src: dict[str, str] = {}
         self._deny_ancestors: set[str] = set()
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain data (for ``marshal``) from which :meth:`from_dict` rebuilds the plan."""
+        return {
+            "rules": [(r.path, r.mask, r.is_dir, r.access, r.source) for r in self.rules.values()],
+            "denies": self.denies, "skipped": self.skipped, "decomposed": self.decomposed,
+            "socket_roots": self.socket_roots, "network": self.network, "connect_ports": self.connect_ports,
+            "bind_ports": self.bind_ports, "executable": self.executable,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Plan:
+        plan = cls()
+        for path, mask, is_dir, access, source in data["rules"]:  # type: ignore[attr-defined]
+            plan.rules[path] = Rule(path, mask, is_dir, access, source)
+        for path, source in data["denies"]:  # type: ignore[attr-defined]
+            plan.add_deny(path, source)
+        plan.skipped = list(data["skipped"])  # type: ignore[call-overload]
+        plan.decomposed = list(data["decomposed"])  # type: ignore[call-overload]
+        plan.socket_roots = list(data["socket_roots"])  # type: ignore[call-overload]
+        plan.network = str(data["network"])
+        plan.connect_ports = tuple(data["connect_ports"])  # type: ignore[call-overload]
+        plan.bind_ports = tuple(data["bind_ports"])  # type: ignore[call-overload]
+        plan.executable = data["executable"]  # type: ignore[assignment]
+        return plan
+
     @property
     def restrict_network(self) -> bool:
         return self.network != "allow"

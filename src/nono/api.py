@@ -1,0 +1,330 @@
+"""The Python API: :func:`run` (like ``subprocess.run``) and :class:`Sandbox`.
+
+::
+
+    policy = nono.Policy().allow_read("/data/inputs").allow_write("/tmp/ws").block_network()
+    result = nono.run(["python", "tool.py"], policy=policy, capture_output=True, timeout=30)
+    nono.Sandbox.apply(policy)      # irreversible, for this process and its children
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from .errors import SandboxError
+from .policy.model import Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from .sandbox.plan import Plan
+
+CompletedProcess = subprocess.CompletedProcess
+PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
+_MAX_IDLE_PER_POLICY = 4
+
+
+class _Helper:
+    """One pre-restricted helper process (see :mod:`nono.sandbox.helper`)."""
+
+    def __init__(self, plan: Plan) -> None:
+        import marshal
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        script = os.path.join(pkg_parent, "nono", "sandbox", "helper.py")
+        self.proc = subprocess.Popen(
+            [os.path.realpath(sys.executable), "-I", "-S", script, pkg_parent, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        )
+        theirs.close()
+        self.sock = ours
+        ours.send(marshal.dumps({"plan": plan.to_dict(), "mediate": True}))
+        reply = ours.recv(8192)
+        if reply != b"R":
+            self.close()
+            detail = reply[2:].decode(errors="replace") if reply.startswith(b"F ") else "helper exited"
+            raise SandboxError(f"Sandbox initialization failed: {detail}")
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Pool:
+    """Idle helpers keyed by what the sandbox allows."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.idle: dict[object, list[_Helper]] = {}
+        self.plans: dict[object, Plan] = {}
+
+    def plan_for(self, policy: Policy, exe: str) -> tuple[object, Plan]:
+        from .sandbox.plan import build_plan
+
+        key = (policy.key(), exe, os.environ.get("HOME"), os.environ.get("TMPDIR"))
+        with self.lock:
+            plan = self.plans.get(key)
+        if plan is None:
+            plan = build_plan(policy, argv0=exe)
+            with self.lock:
+                self.plans[key] = plan
+        return key, plan
+
+    def acquire(self, key: object, plan: Plan) -> _Helper:
+        with self.lock:
+            helpers = self.idle.get(key)
+            if helpers:
+                return helpers.pop()
+        return _Helper(plan)
+
+    def release(self, key: object, helper: _Helper, healthy: bool) -> None:
+        if healthy:
+            with self.lock:
+                helpers = self.idle.setdefault(key, [])
+                if len(helpers) < _MAX_IDLE_PER_POLICY:
+                    helpers.append(helper)
+                    return
+        helper.close()
+
+    def close_all(self) -> None:
+        with self.lock:
+            helpers = [h for hs in self.idle.values() for h in hs]
+            self.idle.clear()
+        for h in helpers:
+            h.close()
+
+
+_pool = _Pool()
+
+
+def _stdio(spec: object, for_input: bool, to_close: list[int], ours: dict[str, int], name: str) -> int:
+    if spec is None:
+        return {"stdin": 0, "stdout": 1, "stderr": 2}[name]
+    if spec == subprocess.DEVNULL:
+        fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        to_close.append(fd)
+        return fd
+    if spec == subprocess.PIPE:
+        r, w = os.pipe()
+        child, mine = (r, w) if for_input else (w, r)
+        to_close.append(child)
+        ours[name] = mine
+        return child
+    if isinstance(spec, int):
+        return spec
+    return int(spec.fileno())  # type: ignore[attr-defined]
+
+
+def run(
+    args: Sequence[str], *, policy: Policy, stdin: object = None, input: bytes | str | None = None,
+    stdout: object = None, stderr: object = None, capture_output: bool = False, timeout: float | None = None,
+    check: bool = False, env: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None,
+    text: bool = False, encoding: str | None = None, errors: str | None = None,
+) -> subprocess.CompletedProcess[object]:
+    """Run ``args`` confined by ``policy`` and wait for it, like :func:`subprocess.run`.
+
+    The environment is sanitised as for ``nono run`` (``LD_PRELOAD``,
+    ``PYTHONPATH``, ... removed). Raises :class:`subprocess.TimeoutExpired`,
+    :class:`subprocess.CalledProcessError` (with ``check=True``),
+    ``FileNotFoundError`` for an unknown program, and :class:`SandboxError`
+    when the sandbox cannot be applied.
+    """
+    from .policy import env as envmod
+    from .sandbox.plan import which
+
+    argv = [os.fspath(a) for a in args]
+    if not argv:
+        raise ValueError("args must name a program")
+    exe = which(argv[0]) if cwd is None or "/" not in argv[0] else which(os.path.join(os.fspath(cwd), argv[0]))
+    if exe is None:
+        raise FileNotFoundError(2, f"No such file or directory: {argv[0]!r}", argv[0])
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = subprocess.PIPE
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = subprocess.PIPE
+    text_mode = text or encoding is not None or errors is not None
+    if isinstance(input, str):
+        input_b = input.encode(encoding or "utf-8", errors or "strict")
+    else:
+        input_b = input
+    key, plan = _pool.plan_for(policy, exe)
+    child_env = envmod.sanitize(os.environ if env is None else env, policy.env_set)
+    to_close: list[int] = []
+    ours: dict[str, int] = {}
+    try:
+        fd0 = _stdio(stdin, True, to_close, ours, "stdin")
+        fd1 = _stdio(stdout, False, to_close, ours, "stdout")
+        fd2 = fd1 if stderr == subprocess.STDOUT else _stdio(stderr, False, to_close, ours, "stderr")
+        helper = _pool.acquire(key, plan)
+        healthy = False
+        try:
+            rc, out, err = _exchange(helper, exe, argv, child_env, cwd, (fd0, fd1, fd2), to_close, ours,
+                                     input_b, timeout)
+            healthy = True
+        finally:
+            _pool.release(key, helper, healthy)
+    finally:
+        for fd in to_close + list(ours.values()):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    if text_mode:
+        out = out.decode(encoding or "utf-8", errors or "strict") if out is not None else None  # type: ignore[assignment]
+        err = err.decode(encoding or "utf-8", errors or "strict") if err is not None else None  # type: ignore[assignment]
+    result = subprocess.CompletedProcess(argv, rc, out, err)
+    if check:
+        result.check_returncode()
+    return result
+
+
+def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], cwd: object,
+              fds: tuple[int, int, int], to_close: list[int], ours: dict[str, int],
+              input_b: bytes | None, timeout: float | None) -> tuple[int, bytes | None, bytes | None]:
+    import marshal
+    import select
+    import socket
+
+    req = marshal.dumps({"exe": exe, "argv": argv, "env": env, "cwd": os.fspath(cwd) if cwd is not None else None})
+    helper.sock.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(
+        fd.to_bytes(4, sys.byteorder) for fd in fds))])
+    for fd in to_close:
+        os.close(fd)
+    to_close.clear()
+    reply = helper.sock.recv(64)
+    if reply.startswith(b"E "):
+        err = int(reply[2:])
+        raise OSError(err, os.strerror(err), exe)
+    if not reply.startswith(b"S "):
+        raise SandboxError("the sandbox helper stopped unexpectedly")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bufs: dict[int, list[bytes]] = {fd: [] for name, fd in ours.items() if name != "stdin"}
+    poller = select.poll()
+    sock_fd = helper.sock.fileno()
+    poller.register(sock_fd, select.POLLIN)
+    for fd in bufs:
+        poller.register(fd, select.POLLIN)
+    pending_in = input_b or b""
+    in_fd = ours.get("stdin")
+    if in_fd is not None:
+        if pending_in:
+            os.set_blocking(in_fd, False)
+            poller.register(in_fd, select.POLLOUT)
+        else:
+            os.close(in_fd)
+            del ours["stdin"]
+            in_fd = None
+    rc: int | None = None
+    open_out = set(bufs)
+    killed = False
+    while rc is None or open_out:
+        wait_ms = None
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if not killed:
+                    helper.sock.send(b"K 9")
+                    killed = True
+                    deadline = time.monotonic() + 5
+                    continue
+                raise SandboxError("the sandboxed program did not exit after SIGKILL")
+            wait_ms = int(left * 1000) + 1
+        for fd, ev in poller.poll(wait_ms):
+            if fd == sock_fd:
+                msg = helper.sock.recv(64)
+                if not msg.startswith(b"X "):
+                    raise SandboxError("the sandbox helper stopped unexpectedly")
+                rc = int(msg[2:])
+                poller.unregister(sock_fd)
+            elif fd == in_fd:
+                try:
+                    n = os.write(in_fd, pending_in[:65536])
+                    pending_in = pending_in[n:]
+                except BrokenPipeError:
+                    pending_in = b""
+                if not pending_in:
+                    poller.unregister(in_fd)
+                    os.close(in_fd)
+                    del ours["stdin"]
+                    in_fd = None
+            else:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    bufs[fd].append(chunk)
+                else:
+                    poller.unregister(fd)
+                    open_out.discard(fd)
+    out = b"".join(bufs[ours["stdout"]]) if "stdout" in ours else None
+    err = b"".join(bufs[ours["stderr"]]) if "stderr" in ours else None
+    if killed:
+        raise subprocess.TimeoutExpired(argv, timeout or 0, out, err)
+    return rc, out, err
+
+
+def _thread_count() -> int:
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Threads:"):
+                return int(line.split()[1])
+    return 1
+
+
+class Sandbox:
+    """Apply a policy to the current process (and every process it starts)."""
+
+    _applied: list[dict[str, object]] = []
+
+    @staticmethod
+    def apply(policy: Policy) -> dict[str, object]:
+        """Confine this process by ``policy``. Irreversible; may be stacked.
+
+        Refuses with :class:`SandboxError` when the process has more than one
+        thread: Landlock on this kernel restricts only the calling thread, so
+        the other threads would stay free. Apply before starting threads.
+        Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
+        """
+        from .sandbox import capfile
+        from .sandbox.apply import Prepared, enter, spawn_detached_mediator
+        from .sandbox.plan import build_plan
+
+        threads = _thread_count()
+        if threads != 1:
+            raise SandboxError(
+                f"Sandbox.apply() needs a single-threaded process, but {threads} threads are running",
+                hint="Landlock restricts only the calling thread on this kernel; apply the sandbox before starting threads, "
+                     "or use nono.run() to confine a child process instead",
+            )
+        plan = build_plan(policy)
+        prep = Prepared(plan)
+        try:
+            handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
+            cap = capfile.write(plan, prep.status)
+            enter(prep, handoff=handoff)
+            for fd in handoff or ():
+                os.close(fd)
+        finally:
+            prep.close()
+        os.environ["NONO_CAP_FILE"] = cap
+        Sandbox._applied.append(prep.status)
+        return prep.status
+
+    @staticmethod
+    def is_applied() -> bool:
+        """Has :meth:`apply` confined this process?"""
+        return bool(Sandbox._applied)

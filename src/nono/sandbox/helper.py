@@ -1,0 +1,132 @@
+"""A pre-restricted helper process: the sandbox applied once, programs spawned many times.
+
+``nono.run()`` from a warm process must cost about as much as
+``subprocess.run()``. Forking the caller and applying Landlock in the child
+costs milliseconds (the fork of a large process, then CPython closing fds by
+brute force once /proc is restricted). Instead, one small helper interpreter
+per policy applies the sandbox to itself and then ``posix_spawn``s each
+program, which inherits the sandbox for free.
+
+Protocol over a SOCK_SEQPACKET socketpair (one message per packet):
+
+* caller -> helper, once: ``marshal`` of ``{"plan": ..., "mediate": bool}``;
+  helper -> caller: ``R`` (ready) or ``F <message>`` (failed; exit 126 semantics).
+* caller -> helper, per run: ``marshal`` of ``{"exe", "argv", "env", "cwd"}``
+  with the three stdio fds as SCM_RIGHTS; helper -> caller: ``S <pid>``, then
+  ``X <returncode>`` (negative: killed by that signal), or ``E <errno>`` if the
+  program could not be started.
+* caller -> helper while running: ``K <signal>``.
+
+The helper only ever sends short ASCII lines: the caller parses integers, never
+objects, from a process that shares a sandbox with untrusted programs. The
+helper makes itself non-dumpable so its children cannot ptrace it or read its
+memory, which holds the stdio of later runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_MSG_CMSG_CLOEXEC = 0x40000000
+
+
+def main(sock_fd: int) -> None:
+    import marshal
+    import select
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+    setup = marshal.loads(sock.recv(1 << 20))
+    try:
+        from .apply import Prepared, enter, spawn_detached_mediator
+        from .plan import Plan
+
+        plan = Plan.from_dict(setup["plan"])
+        prep = Prepared(plan, mediate_unix=setup["mediate"])
+        handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        enter(prep, handoff=handoff)
+        for fd in handoff or ():
+            os.close(fd)
+        prep.close()
+        from ..kernel import process
+
+        process.set_dumpable(False)
+    except BaseException as exc:  # noqa: BLE001  report; the caller raises
+        msg = exc.diagnostics() if hasattr(exc, "diagnostics") else f"{type(exc).__name__}: {exc}"
+        sock.send(b"F " + msg.encode(errors="replace")[:4000])
+        return
+    sock.send(b"R")
+    poller = select.poll()
+    while True:
+        try:
+            msg, anc, _flags, _addr = sock.recvmsg(1 << 22, socket.CMSG_SPACE(3 * 4), _MSG_CMSG_CLOEXEC)
+        except OSError:
+            return
+        if not msg:
+            return
+        fds: list[int] = []
+        for level, typ, data in anc:
+            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+        req = marshal.loads(msg)
+        try:
+            pid = _spawn(req, fds)
+        except OSError as exc:
+            sock.send(b"E %d" % (exc.errno or 1))
+            continue
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.send(b"S %d" % pid)
+        pidfd = os.pidfd_open(pid)
+        poller.register(pidfd, select.POLLIN)
+        poller.register(sock_fd, select.POLLIN)
+        try:
+            while True:
+                ready = dict(poller.poll())
+                if sock_fd in ready:
+                    cmd = sock.recv(64)
+                    if not cmd:
+                        os.kill(pid, 9)
+                        os.waitpid(pid, 0)
+                        return
+                    if cmd.startswith(b"K "):
+                        try:
+                            os.kill(pid, int(cmd[2:]))
+                        except ProcessLookupError:
+                            pass
+                if pidfd in ready:
+                    _, status = os.waitpid(pid, 0)
+                    sock.send(b"X %d" % os.waitstatus_to_exitcode(status))
+                    break
+        finally:
+            poller.unregister(pidfd)
+            poller.unregister(sock_fd)
+            os.close(pidfd)
+
+
+def _spawn(req: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds[:3])]
+    cwd = req.get("cwd")
+    if cwd:
+        # posix_spawn cannot chdir portably from Python: change ours around the spawn.
+        old = os.open(".", os.O_PATH | os.O_CLOEXEC)
+        try:
+            os.chdir(cwd)
+            return os.posix_spawn(req["exe"], req["argv"], req["env"], file_actions=actions, setsid=True)
+        finally:
+            os.fchdir(old)
+            os.close(old)
+    return os.posix_spawn(req["exe"], req["argv"], req["env"], file_actions=actions, setsid=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, sys.argv[1])
+    from nono.sandbox.helper import main as _main
+
+    _main(int(sys.argv[2]))
