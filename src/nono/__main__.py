@@ -1,5 +1,3 @@
-import sys
+from nono.cli.main import entry
 
-from nono.cli.main import main
-
-sys.exit(main())
+entry()

@@ -91,6 +91,20 @@ says whether this host closes that class. Exits 1 if any class is open.
 """
 
 
+def entry() -> None:
+    """Console-script entry: run :func:`main`, then exit without interpreter teardown.
+
+    Tearing down the interpreter (module cleanup, GC) costs several
+    milliseconds that nobody needs once the program's status is known.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     silent = False
@@ -195,6 +209,22 @@ def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) 
     return policy
 
 
+def _self_grants() -> list[object]:
+    """Read access to nono itself, so ``nono why --self`` works inside the sandbox."""
+    from ..policy.model import READ, Grant
+    from ..sandbox.plan import runtime_grants
+
+    # The package's parent (site-packages, or src/ for an editable install): Python's
+    # import system lists it to find the package.
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    grants: list[object] = [Grant(pkg_parent, READ, "dir", "nono")]
+    grants += [Grant(g.path, g.access, g.kind, "nono") for g in runtime_grants(sys.executable)]
+    script = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "nono" else ""
+    if script and os.path.isfile(script):
+        grants.append(Grant(os.path.abspath(script), READ, "file", "nono"))
+    return grants
+
+
 def _interactive() -> bool:
     try:
         return os.isatty(0) and os.isatty(2)
@@ -223,6 +253,8 @@ def _run_like(command: str, rest: list[str]) -> int:
         sys.stderr.write(f"nono: Command execution failed: {program[0]}: command not found\n")
         return 127
     policy = policy_from_options(opts, out, ask_cwd=True)
+    for g in _self_grants():
+        policy = policy.with_grant(g)
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None)
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd")]
     if opts["dry_run"]:

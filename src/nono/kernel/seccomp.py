@@ -26,7 +26,6 @@ What the filter does (each item has an enforcement test):
 from __future__ import annotations
 
 import os
-import platform
 
 from .. import _ffi
 from ..errors import KernelError
@@ -90,7 +89,7 @@ def current_arch() -> Arch:
     machine = os.uname().machine
     arch = ARCHES.get(machine)
     if arch is None:
-        raise KernelError(f"seccomp filter not available for architecture {machine!r} ({platform.system()})")
+        raise KernelError(f"seccomp filter not available for architecture {machine!r}")
     return arch
 
 

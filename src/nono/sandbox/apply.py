@@ -27,7 +27,10 @@ class Prepared:
 
     def __init__(self, plan: Plan, *, mediate_unix: bool = True) -> None:
         self.plan = plan
-        self.ruleset = plan.build_ruleset()
+        try:
+            self.ruleset = plan.build_ruleset()
+        finally:
+            plan.close_fds()
         self.mediate_unix = mediate_unix
         self.program = seccomp.build_filter(restrict_network=plan.restrict_network, mediate_unix=mediate_unix)
         self.drop_caps = os.geteuid() == 0 or process.effective_capabilities() != 0

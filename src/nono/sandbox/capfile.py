@@ -47,7 +47,7 @@ def write(plan: Plan, status: dict[str, object]) -> str:
     path = os.path.join(tmp, f".nono-{os.getpid()}-{os.urandom(6).hex()}.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(_jsonlite.dumps(describe(plan, status)))
+        f.write(_jsonlite.dumps_compact(describe(plan, status)))
     return path
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+from bisect import bisect_left
 
 from ..errors import PolicyError
 from ..kernel import landlock as ll
@@ -55,7 +56,9 @@ class Plan:
         self.executable: str | None = None
         self.notes: list[str] = []
         self._deny_src: dict[str, str] = {}
-        self._deny_ancestors: set[str] = set()
+        self._deny_sorted: list[str] | None = None
+        self._deny_prefixes: tuple[str, ...] = ()
+        self._fds: dict[str, int] = {}
 
     def to_dict(self) -> dict[str, object]:
         """Plain data (for ``marshal``) from which :meth:`from_dict` rebuilds the plan."""
@@ -91,35 +94,46 @@ class Plan:
             return
         self.denies.append((path, source))
         self._deny_src[path] = source
-        parent = os.path.dirname(path)
-        while parent not in self._deny_ancestors:
-            self._deny_ancestors.add(parent)
-            if parent == "/":
-                break
-            parent = os.path.dirname(parent)
+        self._deny_sorted = None
+
+    def _index(self) -> tuple[list[str], tuple[str, ...]]:
+        if self._deny_sorted is None:
+            self._deny_sorted = sorted(self._deny_src)
+            self._deny_prefixes = tuple(d.rstrip("/") + "/" for d in self._deny_sorted)
+        return self._deny_sorted, self._deny_prefixes
 
     def denied_by(self, path: str) -> tuple[str, str] | None:
         """The deny entry (path, source) covering canonical ``path``, if any."""
-        p = path
-        while True:
-            src = self._deny_src.get(p)
-            if src is not None:
-                return p, src
-            if p == "/":
-                return None
-            p = os.path.dirname(p)
+        src = self._deny_src.get(path)
+        if src is not None:
+            return path, src
+        _, prefixes = self._index()
+        if not path.startswith(prefixes):
+            return None
+        for prefix in prefixes:
+            if path.startswith(prefix):
+                d = prefix[:-1] or "/"
+                return d, self._deny_src[d]
+        return None
 
     def denies_inside(self, path: str) -> list[str]:
         """Deny entries strictly beneath canonical directory ``path``."""
-        if path not in self._deny_ancestors:
-            return []
-        return [d for d, _ in self.denies if d != path and is_within(d, path)]
+        ordered, _ = self._index()
+        lo = path.rstrip("/") + "/"
+        hi = lo[:-1] + "0"  # '0' sorts right after '/'
+        return ordered[bisect_left(ordered, lo) : bisect_left(ordered, hi)]
 
     def socket_allowed(self, path: str) -> bool:
         """May the sandbox ``connect()`` to the unix socket at canonical ``path``?"""
         if self.denied_by(path):
             return False
         return any(is_within(path, root) for root in self.socket_roots)
+
+    def close_fds(self) -> None:
+        """Close the ``O_PATH`` descriptors kept from planning."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
 
     def build_ruleset(self) -> ll.Ruleset:
         """Create the Landlock ruleset (a kernel object) for this plan."""
@@ -131,6 +145,10 @@ class Plan:
         )
         try:
             for rule in self.rules.values():
+                fd = self._fds.get(rule.path, -1)
+                if fd >= 0:
+                    ruleset.allow_path_fd(fd, rule.mask, is_dir=rule.is_dir)
+                    continue
                 try:
                     fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -254,7 +272,10 @@ def _add_grant(plan: Plan, g: Grant, protected: list[str]) -> None:
     except OSError as exc:
         plan.skipped.append((g.path, g.source, "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or "cannot open"))
         return
-    os.close(fd)
+    if real in plan._fds:
+        os.close(fd)
+    else:
+        plan._fds[real] = fd
     is_dir = stat.S_ISDIR(st.st_mode)
     if user and g.kind == "dir" and not is_dir:
         raise PolicyError(f"'{g.path}' is a file, but a directory grant was requested", path=g.path,
@@ -320,6 +341,11 @@ def _decompose(plan: Plan, directory: str, mask: int, g: Grant, inner: list[str]
             _put(plan, p, mask, entry.is_dir(follow_symlinks=False), g)
         except OSError:
             continue
+
+
+def runtime_grants(exe: str) -> list[Grant]:
+    """Read grants a program needs to start: itself, its interpreter and runtime prefix."""
+    return _runtime_grants(exe, variables())
 
 
 def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Grant]:

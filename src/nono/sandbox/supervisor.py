@@ -166,9 +166,6 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: _apply.Prepa
     poller.register(report_r, select.POLLIN)
     mediator = None
     if listener >= 0:
-        from .mediator import Mediator
-
-        mediator = Mediator(listener, prep.plan)
         poller.register(listener, select.POLLIN)
     tty_fds: tuple[int, ...] = ()
     if pty is not None:
@@ -184,7 +181,11 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: _apply.Prepa
                     tail += _read_line(report_r)
                 return status, tail
             if fd == listener:
-                if ev & select.POLLIN and mediator is not None:
+                if ev & select.POLLIN:
+                    if mediator is None:
+                        from .mediator import Mediator
+
+                        mediator = Mediator(listener, prep.plan)
                     mediator.handle()
                 elif ev & (select.POLLHUP | select.POLLERR):
                     poller.unregister(listener)
