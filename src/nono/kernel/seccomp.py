@@ -214,8 +214,9 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: Arch | Non
     p.ret(RET_ERRNO | EPERM)
     p.label("enosys")
     p.ret(RET_ERRNO | ENOSYS)
-    p.label("notify")
-    p.ret(RET_USER_NOTIF)
+    if mediate_unix:
+        p.label("notify")
+        p.ret(RET_USER_NOTIF)
     p.label("kill")
     p.ret(RET_KILL_PROCESS)
     return p.assemble()
