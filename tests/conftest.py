@@ -80,9 +80,13 @@ def _copy_package_for(uid: int) -> str:
 
 
 def _python_for_nobody() -> str:
-    for cand in (os.path.realpath(sys.executable), "/usr/bin/python3"):
-        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", cand, "-c", "pass"],
-                           capture_output=True, timeout=30)
+    """An interpreter uid 65534 can really use (exec it, read its stdlib, spawn it again)."""
+    check = "import json, os, subprocess, sys; assert os.access(sys.executable, os.X_OK)"
+    for cand in ("/usr/bin/python3", os.path.realpath(sys.executable)):
+        if not os.path.exists(cand):
+            continue
+        r = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+                            cand, "-c", check], capture_output=True, timeout=30)
         if r.returncode == 0:
             return cand
     raise RuntimeError("no Python interpreter is executable by uid 65534 (nobody); install python3")

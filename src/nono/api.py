@@ -277,6 +277,20 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
     return rc, out, err
 
 
+def _with_interpreter(policy: Policy) -> Policy:
+    """Add read access to this interpreter's runtime, so later imports keep working."""
+    from .policy.model import READ, Grant
+    from .sandbox.plan import runtime_grants
+
+    cwd = os.getcwd()
+    for g in runtime_grants(sys.executable):
+        policy = policy.with_grant(g)
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}:
+        if p and os.path.isabs(p) and os.path.realpath(p) != cwd and os.path.isdir(p):
+            policy = policy.with_grant(Grant(os.path.realpath(p), READ, "dir", "runtime"))
+    return policy
+
+
 def _thread_count() -> int:
     with open("/proc/self/status", "rb") as f:
         for line in f:
@@ -294,7 +308,9 @@ class Sandbox:
     def apply(policy: Policy) -> dict[str, object]:
         """Confine this process by ``policy``. Irreversible; may be stacked.
 
-        Refuses with :class:`SandboxError` when the process has more than one
+        This interpreter's runtime (``sys.prefix``, ``sys.base_prefix`` and the
+        ``sys.path`` entries other than the working directory) stays readable,
+        so later imports work. Refuses with :class:`SandboxError` when the process has more than one
         thread: Landlock on this kernel restricts only the calling thread, so
         the other threads would stay free. Apply before starting threads.
         Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
@@ -310,7 +326,7 @@ class Sandbox:
                 hint="Landlock restricts only the calling thread on this kernel; apply the sandbox before starting threads, "
                      "or use nono.run() to confine a child process instead",
             )
-        plan = build_plan(policy)
+        plan = build_plan(_with_interpreter(policy))
         prep = Prepared(plan)
         try:
             handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None

@@ -576,10 +576,8 @@ def test_symlinked_home_keeps_denies(world):
     assert (world.home / ".bashrc").read_text() == "# rc\n"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a deny path below a symlinked ancestor is not enforced: with "
-                   "~/.config -> ~/dotfiles/config, --allow ~, --allow ~/.config and even --read ~/.config/gcloud "
-                   "expose ~/.config/gcloud; build_plan resolves only the deny path's leaf symlink, "
-                   "never its ancestors")
+# Regression: deny paths were once resolved only at their last component, so a symlinked
+# ~/.config (dotfile managers) exposed ~/.config/gcloud.
 @pytest.mark.parametrize("grant", ["~", "~/.config", "~/.config/gcloud"])
 def test_deny_below_a_symlinked_ancestor_is_denied(world, grant):
     h = world.home

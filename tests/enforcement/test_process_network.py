@@ -212,16 +212,23 @@ def bystander(world) -> Iterator[subprocess.Popen[bytes]]:
 def test_signals_cannot_reach_supervisor_or_bystander(world, bystander):
     b = bystander.pid
     # control: unsandboxed, the same user may signal the bystander
-    ctl = control(world, "proc_probe.py", f"kill:{b}:0")
-    assert ctl[f"kill:{b}:0"] == "ok"
+    ctl = control(world, "proc_probe.py", f"kill:{b}:0", f"pidfd_kill:{b}:0")
+    assert ctl[f"kill:{b}:0"] == "ok" and ctl[f"pidfd_kill:{b}:0"] == "ok"
 
-    res, nono_pid = probe_supervised(world, "proc_probe.py", "kill:ppid:0", "kill:ppid:15", f"kill:{b}:0",
-                                     f"kill:{b}:15", "kill_child")
+    actions = ("kill:ppid:0", "kill:ppid:15", f"kill:{b}:0", f"kill:{b}:15", "pidfd_kill:ppid:0", f"pidfd_kill:{b}:15",
+               "sigio:self", "sigio:ppid", f"sigio:{b}", "kill_child")
+    res, nono_pid = probe_supervised(world, "proc_probe.py", *actions)
     assert res["ppid"] == nono_pid, "the probe's parent must be the nono supervisor"
     assert res["kill:ppid:0"] == "kill:EPERM"
     assert res["kill:ppid:15"] == "kill:EPERM"
     assert res[f"kill:{b}:0"] == "kill:EPERM"
     assert res[f"kill:{b}:15"] == "kill:EPERM"
+    assert res["pidfd_kill:ppid:0"] == "pidfd_send_signal:EPERM"
+    assert res[f"pidfd_kill:{b}:15"] == "pidfd_send_signal:EPERM"
+    # SIGIO-style delivery (F_SETOWN + F_SETSIG): works to ourselves, is dropped towards the supervisor
+    # (which would forward the SIGUSR1 back to us) and towards the bystander (which SIGUSR1 would kill)
+    assert res["sigio:self"] == "ok:delivered"
+    assert res["sigio:ppid"] == "ok:not delivered"
     assert res["kill_child"] == "ok:-15", "the sandboxed program must be able to signal its own child"
     assert bystander.poll() is None and alive(b), "the bystander was killed from inside the sandbox"
 
@@ -229,14 +236,19 @@ def test_signals_cannot_reach_supervisor_or_bystander(world, bystander):
 # -- 2. ptrace / process_vm_readv -------------------------------------------------
 def test_ptrace_and_vm_readv_of_supervisor_denied(world):
     res, nono_pid = probe_supervised(world, "proc_probe.py", "ptrace_attach:child", "vm_readv:child",
-                                     "ptrace_attach:ppid", "vm_readv:ppid")
+                                     "read_proc:child:environ", "ptrace_attach:ppid", "vm_readv:ppid",
+                                     "read_proc:ppid:environ", "read_proc:ppid:mem")
     assert res["ppid"] == nono_pid
     # controls inside the sandbox: the mechanism works on the probe's own child ...
     assert res["ptrace_attach:child"] == "ok"
     assert res["vm_readv:child"] == "ok:probe-memory-marker"
+    assert res["read_proc:child:environ"].startswith("ok:")
     # ... but not on the supervisor (EPERM comes before any address check: no EFAULT)
     assert res["ptrace_attach:ppid"] == "ptrace:EPERM"
     assert res["vm_readv:ppid"] == "process_vm_readv:EPERM"
+    # nor through /proc (ptrace-mode read checks): the supervisor's environment holds the user's secrets
+    assert res["read_proc:ppid:environ"] in ("open:EACCES", "open:EPERM")
+    assert res["read_proc:ppid:mem"] in ("open:EACCES", "open:EPERM")
 
 
 def test_ptrace_of_bystander_denied(world, bystander):
@@ -250,9 +262,13 @@ def test_ptrace_of_bystander_denied(world, bystander):
 def test_block_net_tcp_connect_denied(world):
     with tcp_listener() as l4, tcp_listener("::1") as l6:
         a4, a6 = f"tcp_connect:127.0.0.1:{port_of(l4)}", f"tcp_connect:::1:{port_of(l6)}"
-        res = probe(world, "net_probe.py", a4, a6, flags=("--allow-cwd", "--block-net"))
+        mapped = f"tcp_connect:::ffff:127.0.0.1:{port_of(l4)}"  # 127.0.0.1 through an IPv6 socket
+        threaded = f"thread/{a4}"
+        res = probe(world, "net_probe.py", a4, a6, mapped, threaded, flags=("--allow-cwd", "--block-net"))
         assert res[a4] == "connect:EACCES"
         assert res[a6] == "connect:EACCES"
+        assert res[mapped] == "connect:EACCES"
+        assert res[threaded] in ("connect:EACCES", "connect:EPERM")
         assert accepted(l4) == [] and accepted(l6) == [], "a blocked connect reached the listener"
 
 
@@ -262,6 +278,15 @@ def test_block_net_tcp_bind_listen_denied(world):
     res = probe(world, "net_probe.py", a4, a6, flags=("--allow-cwd", "--block-net"))
     assert res[a4] == "bind:EACCES"
     assert res[a6] == "bind:EACCES"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: under --block-net, listen() on a never-bound TCP socket autobinds an "
+                   "ephemeral port without any Landlock bind check; the program accepts inbound connections")
+def test_block_net_listen_without_bind_denied(world):
+    res = probe(world, "net_probe.py", "tcp_listen_auto:127.0.0.1", "tcp_listen_auto:::1",
+                flags=("--allow-cwd", "--block-net"))
+    assert res["tcp_listen_auto:127.0.0.1"] in ("listen:EACCES", "listen:EPERM"), res
+    assert res["tcp_listen_auto:::1"] in ("listen:EACCES", "listen:EPERM"), res
 
 
 def test_block_net_udp_denied(world):
@@ -274,10 +299,11 @@ def test_block_net_udp_denied(world):
 
 
 def test_block_net_exotic_sockets_denied(world):
-    actions = ("mptcp", "raw", "packet", "vsock", "netlink:4")
+    actions = ("mptcp", "raw", "packet", "vsock", "netlink:4", "sctp")
     # control: MPTCP and vsock sockets can be created here without the sandbox (raw/packet need root)
     ctl = control(world, "net_probe.py", *actions)
     assert ctl["mptcp"] == "ok" and ctl["vsock"] == "ok" and ctl["netlink:4"] == "ok"
+    # (SCTP may be unavailable here; inside, the filter must answer EPERM before the protocol lookup)
     if world.user.uid == 0:
         assert ctl["raw"] == "ok" and ctl["packet"] == "ok"
 
@@ -320,6 +346,20 @@ def test_network_allowed_by_default(world):
         assert [v for k, v in res.items() if k.startswith("tcp_self")] == ["ok:ping"]
         assert accepted(l4) == [b"hello"] and accepted(l6) == [b"hello"]
         assert datagrams(u) == [b"udp"]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: the unix-socket mediator calls pidfd_open() on the notifying *thread* id; "
+                   "for any thread but the main one that fails (ENOENT) and connect() is refused with EPERM, "
+                   "even TCP with the network allowed")
+def test_network_from_a_second_thread(world):
+    with tcp_listener() as l, unix_listener(world.work / "t.sock", world.user.uid) as lu:
+        a = f"thread/tcp_connect:127.0.0.1:{port_of(l)}"
+        au = "thread/unix_connect:t.sock"
+        res = probe(world, "net_probe.py", a, au)
+        assert res[a] == "ok", res
+        assert res[au] == "ok", res
+        assert accepted(l) == [b"hello"]
+        assert accepted(lu) == [b"hi"]
 
 
 def test_allow_connect_port(world):
@@ -446,6 +486,9 @@ def test_unix_sockets_outside_grants_denied(world, unix_world):
         "abstract": f"unix_abstract:{name}",
         "dgram_sendto": f"unix_dgram_sendto:{dgram}",
         "dgram_connect": f"unix_dgram_connect:{dgram}",
+        "dgram_sendmsg": f"unix_dgram_sendmsg:{dgram}",
+        "fd_magic_link": f"unix_fdpath:{out}",
+        "pid_fd_magic_link": f"unix_pidfdpath:{out}",
     }
     res = probe(world, "net_probe.py", *actions.values())
     got = {k: res[v] for k, v in actions.items()}
@@ -457,6 +500,9 @@ def test_unix_sockets_outside_grants_denied(world, unix_world):
         "abstract": "connect:EPERM",
         "dgram_sendto": "sendto:EACCES",
         "dgram_connect": "connect:EACCES",
+        "dgram_sendmsg": "sendmsg:EACCES",
+        "fd_magic_link": "connect:EACCES",
+        "pid_fd_magic_link": "connect:EACCES",
     }
     assert accepted(ls_out) == [], "a denied connect reached the outside listener"
     assert accepted(ls_abs) == [], "a denied connect reached the abstract listener"
@@ -605,12 +651,16 @@ def test_environment_sanitised(world):
         NODE_OPTIONS="--foo",
         BASH_ENV="/x",
         SSH_AUTH_SOCK="/x",
+        DYLD_INSERT_LIBRARIES="/x",
+        PERL5OPT="-Mx",
         NONO_CAP_FILE="/forged.json",
         MY_VAR="keep",
     )
+    env["BASH_FUNC_evil%%"] = "() { echo pwned; }"
     res = probe(world, "proc_probe.py", "env", "capfile", env=env)
     inner = json.loads(res["env"].removeprefix("ok:"))
-    for var in ("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_OPTIONS", "BASH_ENV", "SSH_AUTH_SOCK"):
+    for var in ("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_OPTIONS", "BASH_ENV", "SSH_AUTH_SOCK",
+                "DYLD_INSERT_LIBRARIES", "PERL5OPT", "BASH_FUNC_evil%%"):
         assert var not in inner, f"{var} leaked into the sandbox"
     assert inner["MY_VAR"] == "keep"
     assert inner["PATH"] == env["PATH"]

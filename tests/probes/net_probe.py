@@ -19,6 +19,7 @@ Kinds:
   raw                       socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)
   packet                    socket(AF_PACKET, SOCK_RAW, ETH_P_ALL)
   vsock                     socket(AF_VSOCK, SOCK_STREAM)
+  sctp                      socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP)
   netlink:PROTO             socket(AF_NETLINK, SOCK_RAW, PROTO)
   unix_connect:PATH         AF_UNIX stream connect, send b"hi"
   unix_abstract:NAME        AF_UNIX stream connect to the abstract name "\\0NAME"
@@ -149,6 +150,11 @@ def packet() -> str:
 
 def vsock() -> str:
     _sock(AF_VSOCK, socket.SOCK_STREAM).close()
+    return "ok"
+
+
+def sctp() -> str:
+    _sock(socket.AF_INET, socket.SOCK_STREAM, 132).close()
     return "ok"
 
 

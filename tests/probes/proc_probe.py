@@ -12,12 +12,17 @@ of the probe's own making must succeed), a number is that pid.
 Kinds:
   kill:TARGET:SIG        kill(TARGET, SIG)
   kill_child             fork a child, SIGTERM it, report how it died
+  pidfd_kill:TARGET:SIG  pidfd_open(TARGET) + pidfd_send_signal(SIG)
+  sigio:TARGET           F_SETOWN a pipe to TARGET with F_SETSIG SIGUSR1 and O_ASYNC, write to it.
+                         "ok:delivered" if a SIGUSR1 reached this probe within 0.5 s (for TARGET
+                         ppid: the nono supervisor forwards SIGUSR1 to us, so delivery to it shows)
   ptrace_attach:TARGET   PTRACE_ATTACH (then detach) via libc
   vm_readv:TARGET        process_vm_readv of a buffer at this probe's own address
   tiocsti                in a forked child in a new session whose controlling tty is
                          a fresh pty slave: TIOCSTI b"x" on that slave
   tiocsti_hi             the same through syscall(ioctl) with bit 32 set in the request
   tioclinux              the same set-up, TIOCLINUX on the slave
+  read_proc:TARGET:FILE  read /proc/<TARGET>/FILE (environ, mem, ...): the first bytes' length
   io_uring               io_uring_setup(1, params) via syscall 425
   status                 NoNewPrivs / Cap* / Seccomp lines of /proc/self/status
   env                    the environment, as a JSON object string
@@ -92,6 +97,8 @@ def _target(name: str) -> int:
         return os.getppid()
     if name == "child":
         return _child()
+    if name == "self":
+        return os.getpid()
     return int(name)
 
 
@@ -106,6 +113,37 @@ def kill_child() -> str:
     _, status = os.waitpid(pid, 0)
     _children.remove(pid)
     return f"ok:{os.waitstatus_to_exitcode(status)}"
+
+
+def pidfd_kill(target: str, sig: str) -> str:
+    fd = _os("pidfd_open", os.pidfd_open, _target(target))
+    try:
+        _os("pidfd_send_signal", signal.pidfd_send_signal, fd, int(sig))
+    finally:
+        os.close(fd)
+    return "ok"
+
+
+F_SETSIG = 10
+
+
+def sigio(target: str) -> str:
+    got: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda *_: got.append(1))
+    r, w = os.pipe()
+    try:
+        _os("F_SETOWN", fcntl.fcntl, r, fcntl.F_SETOWN, _target(target))
+        _os("F_SETSIG", fcntl.fcntl, r, F_SETSIG, signal.SIGUSR1)
+        _os("F_SETFL", fcntl.fcntl, r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+        os.write(w, b"x")
+        deadline = time.monotonic() + 0.5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.close(r)
+        os.close(w)
+        signal.signal(signal.SIGUSR1, old)
+    return "ok:delivered" if got else "ok:not delivered"
 
 
 def ptrace_attach(target: str) -> str:
@@ -200,6 +238,15 @@ def tioclinux() -> str:
     return _with_ctty(_linux)
 
 
+def read_proc(target: str, name: str) -> str:
+    pid = _target(target)
+    fd = _os("open", os.open, f"/proc/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return f"ok:{len(_os('read', os.read, fd, 4096))}"
+    finally:
+        os.close(fd)
+
+
 def io_uring() -> str:
     params = ctypes.create_string_buffer(120)
     fd = _check("io_uring_setup", libc.syscall(SYS_IO_URING_SETUP, 1, params))
@@ -237,8 +284,8 @@ def run(action: str) -> str:
         return f"{st.step}:{errno.errorcode.get(st.err, str(st.err))}"
 
 
-KINDS = ("kill", "kill_child", "ptrace_attach", "vm_readv", "tiocsti", "tiocsti_hi", "tioclinux",
-         "io_uring", "status", "env", "capfile")
+KINDS = ("kill", "pidfd_kill", "sigio", "kill_child", "ptrace_attach", "vm_readv", "tiocsti", "tiocsti_hi", "tioclinux",
+         "read_proc", "io_uring", "status", "env", "capfile")
 
 
 def main() -> None:

@@ -210,15 +210,19 @@ def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = No
                 f"bypass_protection '{b}' has no matching grant",
                 path=b, hint=f"also grant it, e.g. --read {b} or --allow {b}",
             )
-    home, canon_home = vars_["HOME"], _canonical(vars_["HOME"])
+    parents: dict[str, str] = {}
     for p, src in deny_raw:
-        variants = [p]
-        if home != canon_home and is_within(p, home):
-            variants.append(canon_home + p[len(home):])
-        elif not is_within(p, home):
-            variants.append(_canonical(p))
-        if os.path.islink(variants[-1]):
-            variants.append(_canonical(variants[-1]))
+        # Every spelling the kernel may see: the path as written, its parent
+        # resolved (symlinked ~/.config, dotfile managers), and the final
+        # symlink's target if the entry itself is a link.
+        parent, _, name = p.rpartition("/")
+        canon_parent = parents.get(parent)
+        if canon_parent is None:
+            canon_parent = parents[parent] = _canonical(parent or "/")
+        resolved = canon_parent.rstrip("/") + "/" + name
+        variants = [p, resolved]
+        if os.path.islink(resolved):
+            variants.append(_canonical(resolved))
         for variant in variants:
             if not any(is_within(variant, b) for b in bypass):
                 plan.add_deny(variant, src)
