@@ -12,7 +12,7 @@ Importing this package is cheap: names are loaded on first use.
 """
 
 
-from ._version import __version__
+__version__ = "0.1.0"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -71,16 +71,15 @@ class Buffer:
         return bytes(self._arr.raw[: self.size])
 
 
-def _arg(value: int | bytes | Buffer | None) -> int | bytes | None:
-    if isinstance(value, Buffer):
-        return value.address
-    return value
+_ZEROS = ((0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0), (0, 0, 0), (0, 0), (0,), ())
 
 
-def syscall(nr: int, *args: int | bytes | Buffer | None) -> int:
-    """Call ``syscall(nr, *args)``; raise ``OSError`` on a negative return."""
-    padded = [_arg(a) for a in args] + [0] * (6 - len(args))
-    ret: int = _syscall(nr, *padded)  # type: ignore[operator]
+def syscall(nr: int, *args: int | bytes | None) -> int:
+    """Call ``syscall(nr, *args)`` (ints, bytes or None; at most 6); raise ``OSError`` on failure.
+
+    A :class:`Buffer` is passed by its ``address``.
+    """
+    ret: int = _syscall(nr, *args, *_ZEROS[len(args)])  # type: ignore[operator]
     if ret < 0:
         err = _ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -141,7 +141,7 @@ def run(
     ``FileNotFoundError`` for an unknown program, and :class:`SandboxError`
     when the sandbox cannot be applied.
     """
-    from .policy import env as envmod
+    from .policy.groups import sanitize_env
     from .sandbox.plan import which
 
     argv = [os.fspath(a) for a in args]
@@ -164,7 +164,7 @@ def run(
     else:
         input_b = input
     key, plan = _pool.plan_for(policy, exe)
-    child_env = envmod.sanitize(os.environ if env is None else env, policy.env_set)
+    child_env = sanitize_env(os.environ if env is None else env, policy.env_set)
     to_close: list[int] = []
     ours: dict[str, int] = {}
     try:
@@ -315,8 +315,7 @@ class Sandbox:
         the other threads would stay free. Apply before starting threads.
         Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
         """
-        from .sandbox import capfile
-        from .sandbox.apply import Prepared, enter, spawn_detached_mediator
+        from .sandbox.apply import Prepared, enter, spawn_detached_mediator, write_capfile
         from .sandbox.plan import build_plan
 
         threads = _thread_count()
@@ -330,7 +329,7 @@ class Sandbox:
         prep = Prepared(plan)
         try:
             handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
-            cap = capfile.write(plan, prep.status)
+            cap = write_capfile(plan, prep.status)
             enter(prep, handoff=handoff)
             for fd in handoff or ():
                 os.close(fd)

@@ -191,3 +191,8 @@ def test_shell_reads_commands_from_stdin(root_world):
     r = root_world.nono("shell", "-s", "--allow-cwd", "--shell", "/bin/sh", input="echo hi; exit 3\n", timeout=30)
     assert r.returncode == 3, r.stderr
     assert "hi" in r.stdout
+    # the terminal echoes the input back, so prove the shell really ran a command: 42 is not in the input
+    r = root_world.nono("shell", "-s", "--allow-cwd", "--shell", "/bin/sh", input="echo $((40+2)); exit 3\n",
+                        timeout=30)
+    assert r.returncode == 3, r.stderr
+    assert "42" in r.stdout

@@ -23,6 +23,8 @@ Kinds:
   tiocsti_hi             the same through syscall(ioctl) with bit 32 set in the request
   tioclinux              the same set-up, TIOCLINUX on the slave
   read_proc:TARGET:FILE  read /proc/<TARGET>/FILE (environ, mem, ...): the first bytes' length
+  userns_mount:DIR       unshare(CLONE_NEWUSER|CLONE_NEWNS) in-process (no exec: the new namespace's
+                         capabilities are kept), then mount a tmpfs on DIR; "ok:<mountinfo lines for DIR>"
   io_uring               io_uring_setup(1, params) via syscall 425
   status                 NoNewPrivs / Cap* / Seccomp lines of /proc/self/status
   env                    the environment, as a JSON object string
@@ -184,7 +186,7 @@ def _with_ctty(fn) -> str:
             os.close(r)
             try:
                 os.setsid()
-                master, slave = os.openpty()
+                _master, slave = os.openpty()  # the master stays open (never closed) for the child's life
                 fcntl.ioctl(slave, TIOCSCTTY, 0)
             except OSError as exc:
                 raise Step("ctty", exc.errno or 0) from None
@@ -247,6 +249,40 @@ def read_proc(target: str, name: str) -> str:
         os.close(fd)
 
 
+CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
+libc.unshare.argtypes = [ctypes.c_int]
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+
+
+def userns_mount(path: str) -> str:
+    """Runs in a forked child: the namespaces must not leak into the probe's other actions."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        out = "child:crashed"
+        try:
+            os.close(r)
+            _check("unshare", libc.unshare(CLONE_NEWUSER | CLONE_NEWNS))
+            _check("mount", libc.mount(b"none", path.encode(), b"tmpfs", 0, None))
+            with open("/proc/self/mountinfo") as f:
+                out = "ok:" + str(sum(1 for ln in f if f" {path} " in ln))
+        except Step as st:
+            out = f"{st.step}:{errno.errorcode.get(st.err, str(st.err))}"
+        finally:
+            os.write(w, out.encode())
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while select.select([r], [], [], 10)[0]:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return data.decode(errors="replace") or "child:no answer"
+
+
 def io_uring() -> str:
     params = ctypes.create_string_buffer(120)
     fd = _check("io_uring_setup", libc.syscall(SYS_IO_URING_SETUP, 1, params))
@@ -285,7 +321,7 @@ def run(action: str) -> str:
 
 
 KINDS = ("kill", "pidfd_kill", "sigio", "kill_child", "ptrace_attach", "vm_readv", "tiocsti", "tiocsti_hi", "tioclinux",
-         "read_proc", "io_uring", "status", "env", "capfile")
+         "read_proc", "userns_mount", "io_uring", "status", "env", "capfile")
 
 
 def main() -> None:

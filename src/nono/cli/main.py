@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .._version import __version__
+from .. import __version__
 from ..errors import KernelError, NonoError
 from . import args as A
 
@@ -210,19 +210,38 @@ def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) 
 
 
 def _self_grants() -> list[object]:
-    """Read access to nono itself, so ``nono why --self`` works inside the sandbox."""
-    from ..policy.model import READ, Grant
-    from ..sandbox.plan import runtime_grants
+    """Read access to nono itself, so ``nono why --self`` works inside the sandbox.
 
-    # The package's parent (site-packages, or src/ for an editable install): Python's
-    # import system lists it to find the package.
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    grants: list[object] = [Grant(pkg_parent, READ, "dir", "nono")]
-    grants += [Grant(g.path, g.access, g.kind, "nono") for g in runtime_grants(sys.executable)]
+    Built from what the running interpreter already knows (no file reads): the
+    package's parent directory (site-packages, or src/ for an editable install;
+    Python's import system lists it), the interpreter and its prefixes, and the
+    console script.
+    """
+    from ..policy.model import READ, Grant
+
+    here = os.path.abspath(__file__)
+    paths = {os.path.dirname(os.path.dirname(os.path.dirname(here))), sys.prefix, sys.base_prefix}
+    grants: list[object] = [Grant(p, READ, "dir", "nono") for p in sorted(paths) if p]
+    grants.append(Grant(os.path.realpath(sys.executable), READ, "file", "nono"))
     script = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "nono" else ""
     if script and os.path.isfile(script):
         grants.append(Grant(os.path.abspath(script), READ, "file", "nono"))
     return grants
+
+
+class Out:
+    """Where nono's own messages go (stderr); ``--silent`` turns all of it off."""
+
+    def __init__(self, *, silent: bool = False, verbose: int = 0) -> None:
+        self.silent = silent
+        self.verbose = verbose
+
+    def err(self, text: str) -> None:
+        if not self.silent:
+            sys.stderr.write(text + "\n")
+
+    def warn(self, text: str) -> None:
+        self.err(f"warning: {text}")
 
 
 def _interactive() -> bool:
@@ -233,15 +252,18 @@ def _interactive() -> bool:
 
 
 def _run_like(command: str, rest: list[str]) -> int:
-    from ..policy import env as envmod
-    from ..sandbox import capfile
-    from ..sandbox.apply import Prepared
+    from ..policy.groups import sanitize_env
+    from ..sandbox.apply import Prepared, write_capfile
     from ..sandbox.plan import build_plan, which
-    from .output import Out, capabilities
 
     flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
     opts, program = A.parse(command, flags, rest, trailing=True)
     out = Out(silent=bool(opts["silent"]), verbose=int(opts["verbose"]))  # type: ignore[call-overload]
+    if out.silent:
+        def capabilities(*_args: object) -> None:
+            return None
+    else:
+        from .output import capabilities
     if command == "shell":
         if program:
             raise A.UsageError(f"'nono shell' takes no program (got '{program[0]}'); use 'nono run'")
@@ -268,8 +290,8 @@ def _run_like(command: str, rest: list[str]) -> int:
     capabilities(out, plan, prep, _v())
     if skipped:
         out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
-    env = envmod.sanitize(os.environ, policy.env_set)
-    cap_path = capfile.write(plan, prep.status)
+    env = sanitize_env(os.environ, policy.env_set)
+    cap_path = write_capfile(plan, prep.status)
     env["NONO_CAP_FILE"] = cap_path
     if command == "wrap":
         return _wrap(prep, exe, program, env)

@@ -1,4 +1,4 @@
-"""Human output on stderr. ``--silent`` turns all of it off."""
+"""The capability summary printed before a run (stderr; not loaded with ``--silent``)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,10 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..sandbox.apply import Prepared
+    from .main import Out
     from ..sandbox.plan import Plan
 
 _SHOWN_SOURCES = ("user", "cwd", "executable", "runtime")
-
-
-class Out:
-    def __init__(self, *, silent: bool = False, verbose: int = 0) -> None:
-        self.silent = silent
-        self.verbose = verbose
-
-    def err(self, text: str) -> None:
-        if not self.silent:
-            sys.stderr.write(text + "\n")
-
-    def warn(self, text: str) -> None:
-        self.err(f"warning: {text}")
 
 
 def _short(path: str) -> str:

@@ -27,6 +27,7 @@ CLASSES = {
     "net_udp": "network: UDP (DNS tunnelling)",
     "net_mptcp": "network: MPTCP (not covered by Landlock)",
     "net_tcp_fastopen": "network: TCP Fast Open (not covered by Landlock)",
+    "net_listen_autobind": "network: listen() without bind() (not covered by Landlock)",
     "net_raw": "network: raw sockets",
     "net_packet": "network: packet sockets",
     "net_vsock": "network: vsock",

@@ -20,10 +20,10 @@ def cmd_why(opts: dict[str, object]) -> int:
         if not cap:
             verdict: dict[str, object] = {"status": "not_sandboxed", "details": "NONO_CAP_FILE is not set: this process is not inside a nono sandbox"}
             return _emit(verdict, bool(opts.get("json")))
-        from ..sandbox import capfile
+        from ..sandbox.apply import read_capfile
 
         try:
-            data = capfile.read(cap)
+            data = read_capfile(cap)
         except (OSError, ValueError) as exc:
             raise NonoError(f"cannot read the capability file {cap}: {exc}") from exc
         view = View.from_capfile(data)
@@ -31,8 +31,7 @@ def cmd_why(opts: dict[str, object]) -> int:
             return _emit(data, True) if opts.get("json") else _emit_caps(data)
     else:
         from ..sandbox.plan import build_plan
-        from .main import policy_from_options
-        from .output import Out
+        from .main import Out, policy_from_options
 
         policy = policy_from_options(opts, Out(silent=True), ask_cwd=False)
         view = View.from_plan(build_plan(policy, cwd=str(opts["workdir"]) if opts.get("workdir") else None))

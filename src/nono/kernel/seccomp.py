@@ -20,7 +20,10 @@ What the filter does (each item has an enforcement test):
 * with ``restrict_network``: allow only AF_UNIX, TCP over AF_INET/AF_INET6
   (so Landlock's TCP rules apply) and NETLINK_ROUTE sockets: no UDP, raw,
   packet, vsock or MPTCP sockets; deny ``MSG_FASTOPEN`` sends, which connect
-  without ``connect()`` and which Landlock does not check (measured on 6.18).
+  without ``connect()`` and which Landlock does not check (measured on 6.18);
+  and (with ``mediate_unix``) hand ``listen`` to the mediator, because
+  ``listen()`` on an unbound socket picks a port without ``bind()``, which
+  Landlock does not check either.
 """
 
 from __future__ import annotations
@@ -76,10 +79,10 @@ class Arch:
 
 _COMMON = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "pidfd_getfd": 438}
 ARCHES = {
-    "x86_64": Arch(0xC000003E, True, dict(_COMMON, socket=41, connect=42, sendto=44, sendmsg=46, socketpair=53,
+    "x86_64": Arch(0xC000003E, True, dict(_COMMON, socket=41, connect=42, sendto=44, sendmsg=46, listen=50, socketpair=53,
                                            ioctl=16, sendmmsg=307, keyctl=250, add_key=248, request_key=249,
                                            seccomp=317, bpf=321, perf_event_open=298, userfaultfd=323, capset=126)),
-    "aarch64": Arch(0xC00000B7, False, dict(_COMMON, socket=198, socketpair=199, connect=203, sendto=206, sendmsg=211,
+    "aarch64": Arch(0xC00000B7, False, dict(_COMMON, socket=198, socketpair=199, listen=201, connect=203, sendto=206, sendmsg=211,
                                              ioctl=29, sendmmsg=269, keyctl=219, add_key=217, request_key=218,
                                              seccomp=277, bpf=280, perf_event_open=241, userfaultfd=282, capset=91)),
 }
@@ -159,6 +162,8 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: Arch | Non
     if restrict_network:
         p.jmp(_JEQ, n["socket"], "socket", None)
         p.jmp(_JEQ, n["socketpair"], "socketpair", None)
+        if mediate_unix:
+            p.jmp(_JEQ, n["listen"], "notify", None)
     p.ret(RET_ALLOW)
 
     p.label("ioctl")  # the request number is an unsigned int: the low word decides

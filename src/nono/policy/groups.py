@@ -1,10 +1,17 @@
-"""The package data file: groups, built-in profiles, environment rules."""
+"""The package data file (``data/policy.json``): groups, built-in profiles, environment rules.
+
+Also home of environment sanitisation, which is driven by that file.
+"""
 
 from __future__ import annotations
 
 import os
 
 from .. import _jsonlite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 _DATA_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "policy.json")
 _cache: dict[str, object] | None = None
@@ -30,3 +37,19 @@ def group(name: str) -> dict:  # type: ignore[type-arg]
 
 def default_group_names() -> list[str]:
     return list(data()["profiles"]["default"]["groups"]["include"])
+
+
+def is_dangerous_env(name: str) -> bool:
+    """True for variables that make a program load code or reach secrets (``LD_PRELOAD``, ``PYTHONPATH``...)."""
+    rules = data()["environment"]
+    return name in rules["deny_vars"] or any(name.startswith(p) for p in rules["deny_prefixes"])
+
+
+def sanitize_env(environ: Mapping[str, str], set_vars: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    """A copy of ``environ`` without dangerous variables, plus ``set_vars``."""
+    rules = data()["environment"]
+    deny = set(rules["deny_vars"])
+    prefixes = tuple(rules["deny_prefixes"])
+    out = {k: v for k, v in environ.items() if k not in deny and not k.startswith(prefixes)}
+    out.update(set_vars)
+    return out

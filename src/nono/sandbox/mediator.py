@@ -14,6 +14,11 @@ sends to this unsandboxed mediator, which decides from the plan:
   check; it then checks the peer's bound address too (a swapped symlink shows
   up there) and shuts the socket down if it is not allowed;
 * abstract and unnamed AF_UNIX addresses: refused (EPERM);
+* ``listen`` (only sent here when the network is restricted): refused
+  (EACCES) on an AF_INET/AF_INET6 socket that is not bound yet, because the
+  kernel would bind it to a free port itself, and Landlock checks only
+  ``bind()``. A bound socket was checked by Landlock at ``bind()`` and cannot
+  be re-bound, so it continues;
 * datagrams with an explicit address (``sendto``/``sendmsg`` with a name):
   refused (EACCES), ``connect()`` first; ``sendmsg`` on a connected datagram
   socket is performed by the mediator (no ancillary data), so the address
@@ -50,6 +55,7 @@ class Mediator:
         self.plan = plan
         a = sc.current_arch().nr
         self._connect, self._sendto, self._sendmsg, self._sendmmsg = a["connect"], a["sendto"], a["sendmsg"], a["sendmmsg"]
+        self._listen = a["listen"]
         self.denials: list[str] = []
 
     def handle(self) -> bool:
@@ -82,7 +88,7 @@ class Mediator:
     def _decide(self, nid: int, pid: int, nr: int, args: list[int]) -> tuple[int, int, int]:
         cont = (0, 0, sc.USER_NOTIF_FLAG_CONTINUE)
         try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = _pidfd_for_thread(pid)
         except OSError:
             return 0, -_EPERM, 0
         try:
@@ -101,6 +107,10 @@ class Mediator:
             os.close(sock_fd)
             return 0, -_ENOTSOCK, 0
         try:
+            if nr == self._listen:
+                if sock.family in (_socket.AF_INET, _socket.AF_INET6) and sock.getsockname()[1] == 0:
+                    return self._deny(pid, "listen() on an unbound TCP socket (the kernel would pick a port)", _EACCES)
+                return cont
             if sock.family != _socket.AF_UNIX:
                 return cont
             if nr == self._connect:
@@ -186,6 +196,23 @@ class Mediator:
         except OSError as exc:
             return 0, -(exc.errno or _EPERM), 0
         return sent, 0, 0
+
+
+_PIDFD_THREAD = 0x80  # O_EXCL: a pidfd for one thread (Linux 6.9+)
+
+
+def _pidfd_for_thread(tid: int) -> int:
+    """A pidfd for the task that raised the notification (it may be any thread)."""
+    try:
+        return os.pidfd_open(tid, _PIDFD_THREAD)
+    except OSError as exc:
+        if exc.errno != _EINVAL:
+            raise
+    with open(f"/proc/{tid}/status", "rb") as f:  # older kernels: the thread group leader
+        for line in f:
+            if line.startswith(b"Tgid:"):
+                return os.pidfd_open(int(line.split()[1]))
+    raise OSError(3, "no such process")
 
 
 def _read_mem(pid: int, addr: int, length: int) -> bytes:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-from bisect import bisect_left
 
 from ..errors import PolicyError
 from ..kernel import landlock as ll
@@ -56,7 +55,7 @@ class Plan:
         self.executable: str | None = None
         self.notes: list[str] = []
         self._deny_src: dict[str, str] = {}
-        self._deny_sorted: list[str] | None = None
+        self._deny_sorted: set[str] | None = None
         self._deny_prefixes: tuple[str, ...] = ()
         self._fds: dict[str, int] = {}
 
@@ -96,10 +95,21 @@ class Plan:
         self._deny_src[path] = source
         self._deny_sorted = None
 
-    def _index(self) -> tuple[list[str], tuple[str, ...]]:
+    def _index(self) -> tuple[set[str], tuple[str, ...]]:
+        """(every ancestor directory of a deny path, the deny paths as prefixes)."""
         if self._deny_sorted is None:
-            self._deny_sorted = sorted(self._deny_src)
-            self._deny_prefixes = tuple(d.rstrip("/") + "/" for d in self._deny_sorted)
+            ancestors: set[str] = set()
+            for d in self._deny_src:
+                i = d.rfind("/")
+                while i > 0:
+                    d = d[:i]
+                    if d in ancestors:
+                        break
+                    ancestors.add(d)
+                    i = d.rfind("/")
+                ancestors.add("/")
+            self._deny_sorted = ancestors
+            self._deny_prefixes = tuple(d.rstrip("/") + "/" for d in self._deny_src)
         return self._deny_sorted, self._deny_prefixes
 
     def denied_by(self, path: str) -> tuple[str, str] | None:
@@ -118,10 +128,11 @@ class Plan:
 
     def denies_inside(self, path: str) -> list[str]:
         """Deny entries strictly beneath canonical directory ``path``."""
-        ordered, _ = self._index()
-        lo = path.rstrip("/") + "/"
-        hi = lo[:-1] + "0"  # '0' sorts right after '/'
-        return ordered[bisect_left(ordered, lo) : bisect_left(ordered, hi)]
+        ancestors, _ = self._index()
+        if path not in ancestors:
+            return []
+        prefix = path.rstrip("/") + "/"
+        return sorted(d for d in self._deny_src if d.startswith(prefix))
 
     def socket_allowed(self, path: str) -> bool:
         """May the sandbox ``connect()`` to the unix socket at canonical ``path``?"""
@@ -184,14 +195,17 @@ def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = No
     vars_ = variables(cwd)
     data = _groups.data()
     grants: list[Grant] = list(policy.grants)
+    system: list[tuple[str, str, str]] = []  # (path, access, source) from groups: the fast path
     deny_raw: list[tuple[str, str]] = []
     for name in policy.groups:
         g = _groups.group(name)
         if g.get("platform") not in (None, "linux"):
             continue
+        source = f"group:{name}"
         for access, paths in g.get("allow", {}).items():
             for p in paths:
-                grants.append(Grant(expand(p, vars_), access, "any", f"group:{name}"))
+                literal = p[0] == "/" and "$" not in p
+                system.append((p if literal else expand(p, vars_), access, source))
         for p in g.get("deny", {}).get("access", []):
             deny_raw.append((expand(p, vars_), f"group:{name}"))
     protected = [_canonical(expand(p, vars_)) for p in data["protected_state_roots"]]
@@ -200,7 +214,7 @@ def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = No
     if argv0 is not None:
         exe = which(argv0)
         if exe is not None:
-            plan.executable = os.path.realpath(exe)
+            plan.executable = _canonical(exe)
             grants.extend(_runtime_grants(exe, vars_))
 
     bypass = [_canonical(b) for b in policy.bypass]
@@ -231,6 +245,7 @@ def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = No
 
     for g in grants:
         _add_grant(plan, g, protected)
+    _add_system_paths(plan, system, protected)
 
     plan.network = policy.network
     plan.connect_ports = policy.connect_ports
@@ -311,6 +326,47 @@ def _add_grant(plan: Plan, g: Grant, protected: list[str]) -> None:
         _put(plan, real, mask, is_dir, g)
 
 
+def _add_system_paths(plan: Plan, items: list[tuple[str, str, str]], protected: list[str]) -> None:
+    """:func:`_add_grant` for the many built-in group paths, without per-path objects.
+
+    Same decisions, in one tight loop: this runs on every ``nono run``. A path
+    that needs decomposition takes the general route.
+    """
+    ancestors, deny_prefixes = plan._index()
+    deny_src, rules, fds = plan._deny_src, plan.rules, plan._fds
+    flags = os.O_PATH | os.O_CLOEXEC
+    for path, access, source in items:
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            plan.skipped.append((path, source, "does not exist" if isinstance(exc, FileNotFoundError) else exc.strerror or "cannot open"))
+            continue
+        try:
+            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            os.close(fd)
+            _add_grant(plan, Grant(path, access, "any", source), protected)
+            continue
+        if real in deny_src or real.startswith(deny_prefixes):
+            os.close(fd)
+            plan.skipped.append((path, source, f"protected by {plan.denied_by(real)[1]}"))  # type: ignore[index]
+            continue
+        if is_dir and real in ancestors:
+            os.close(fd)
+            _add_grant(plan, Grant(path, access, "any", source), protected)
+            continue
+        old = rules.get(real)
+        if old is None:
+            rules[real] = Rule(real, _MASKS[access], is_dir, access, source)
+            fds[real] = fd
+        else:
+            os.close(fd)
+            old.mask |= _MASKS[access]
+            if old.access != access:
+                old.access = READWRITE if {old.access, access} != {READ} else READ
+
+
 def _put(plan: Plan, path: str, mask: int, is_dir: bool, g: Grant) -> None:
     old = plan.rules.get(path)
     if old is None:
@@ -354,7 +410,7 @@ def runtime_grants(exe: str) -> list[Grant]:
 
 def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Grant]:
     """Read grants the program needs to start: itself, its interpreter, its runtime prefix."""
-    real = os.path.realpath(exe)
+    real = _canonical(exe)
     out = [Grant(real, READ, "file", "executable")]
     for cand in (exe, real):
         root = _runtime_root(cand, vars_)
@@ -371,7 +427,7 @@ def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Gra
                     if key.strip() == "home" and value.strip():
                         home_bin = value.strip()
                         prefix = os.path.dirname(home_bin) if os.path.basename(home_bin) == "bin" else home_bin
-                        out.append(Grant(os.path.realpath(prefix), READ, "dir", "runtime"))
+                        out.append(Grant(_canonical(prefix), READ, "dir", "runtime"))
         except OSError:
             pass
     if depth < 2:
@@ -383,16 +439,26 @@ def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Gra
     return out
 
 
+_managers_cache: dict[str, list[tuple[str, str]]] = {}
+
+
+def _managers(home: str) -> list[tuple[str, str]]:
+    """(canonical root, versions subdirectory) of the runtime managers installed here."""
+    found = _managers_cache.get(home)
+    if found is None:
+        found = []
+        for root, sub in ((os.environ.get("PYENV_ROOT") or os.path.join(home, ".pyenv"), "versions"),
+                          (os.environ.get("ASDF_DATA_DIR") or os.path.join(home, ".asdf"), "installs"),
+                          (os.environ.get("NVM_DIR") or os.path.join(home, ".nvm"), "versions")):
+            if os.path.isdir(root):
+                found.append((_canonical(root), sub))
+        _managers_cache[home] = found
+    return found
+
+
 def _runtime_root(path: str, vars_: dict[str, str]) -> str | None:
     """The version directory (or manager root, for shims) of known runtime managers."""
-    h = vars_["HOME"]
-    managers = (
-        (os.environ.get("PYENV_ROOT") or os.path.join(h, ".pyenv"), "versions"),
-        (os.environ.get("ASDF_DATA_DIR") or os.path.join(h, ".asdf"), "installs"),
-        (os.environ.get("NVM_DIR") or os.path.join(h, ".nvm"), "versions"),
-    )
-    for root, sub in managers:
-        root = os.path.realpath(root)
+    for root, sub in _managers(vars_["HOME"]):
         if not is_within(path, root):
             continue
         rel = path[len(root) + 1 :].split("/")

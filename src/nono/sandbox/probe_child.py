@@ -79,6 +79,11 @@ def main():
         s.settimeout(2)
         s.sendto(b"x", 0x20000000, ("127.0.0.1", port))
     attempt("net_tcp_fastopen", tfo)
+
+    def listen_autobind():
+        s = socket.socket()
+        s.listen(1)  # no bind(): the kernel would pick a free port
+    attempt("net_listen_autobind", listen_autobind)
     attempt("io_uring", lambda: sysc(425, 8, ctypes.addressof(ctypes.create_string_buffer(120))))
     attempt("keyring", lambda: sysc(int(spec["nr_keyctl"]), 0, -3, 0))  # KEYCTL_GET_KEYRING_ID @u
 
