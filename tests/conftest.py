@@ -72,7 +72,7 @@ def _copy_package_for(uid: int) -> str:
     dest = TEST_ROOT / f"pkg-{os.getpid()}"
     if not dest.exists():
         shutil.copytree(SRC, dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        for root, dirs, files in os.walk(dest):
+        for root, _dirs, files in os.walk(dest):
             os.chmod(root, 0o755)
             for f in files:
                 os.chmod(os.path.join(root, f), 0o644)
@@ -173,7 +173,7 @@ def _make_world(user: User) -> Iterator[World]:
     (work / "input.txt").write_text("input\n")
     os.chmod(base, 0o755)
     if user.uid:
-        for root, dirs, files in os.walk(base):
+        for root, _dirs, files in os.walk(base):
             os.chown(root, user.uid, user.uid)
             for f in files:
                 os.chown(os.path.join(root, f), user.uid, user.uid)

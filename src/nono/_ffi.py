@@ -9,8 +9,6 @@ it defines dozens of types we never use. We need exactly three things: call
 all three for a fraction of the cost.
 """
 
-from __future__ import annotations
-
 import _ctypes
 import os
 
@@ -49,6 +47,9 @@ def _func(name: str, nargs: int) -> object:
 _syscall = _func("syscall", 7)
 
 
+_ARRAY_TYPES: dict[int, type] = {}
+
+
 class Buffer:
     """A mutable, fixed-address byte buffer to hand to the kernel."""
 
@@ -56,12 +57,14 @@ class Buffer:
 
     def __init__(self, data: bytes | int) -> None:
         size = data if isinstance(data, int) else len(data)
+        arr_type = _ARRAY_TYPES.get(size)
+        if arr_type is None:
+            class _Arr(_ctypes.Array):  # type: ignore[name-defined,misc]
+                _type_ = _Char
+                _length_ = max(size, 1)
 
-        class _Arr(_ctypes.Array):  # type: ignore[name-defined,misc]
-            _type_ = _Char
-            _length_ = max(size, 1)
-
-        self._arr = _Arr()
+            arr_type = _ARRAY_TYPES[size] = _Arr
+        self._arr = arr_type()
         self.size = size
         self.address: int = _ctypes.addressof(self._arr)
         if not isinstance(data, int) and data:

@@ -7,13 +7,11 @@ and writing the capability file need only these few lines. Anything else in
 nono (profiles, ``--json`` output of other commands) uses the real ``json``.
 """
 
-from __future__ import annotations
+import _json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-import _json
 
 _WS = " \t\n\r"
 
@@ -28,7 +26,7 @@ class _Ctx:
     memo: dict[str, str] = {}
 
 
-def loads(text: str) -> Any:
+def loads(text: str) -> 'Any':
     """Parse a JSON document (no comments)."""
     scan = _json.make_scanner(_Ctx())
     i = len(text) - len(text.lstrip(_WS))
@@ -38,21 +36,21 @@ def loads(text: str) -> Any:
     return value
 
 
-_compact: Any = None
+_compact: 'Any' = None
 
 
-def dumps_compact(value: Any) -> str:
+def dumps_compact(value: 'Any') -> str:
     """Serialise with the C encoder, no whitespace (fast path for machine-read files)."""
     global _compact
     if _compact is None:
-        def _fail(o: Any) -> Any:
+        def _fail(o: 'Any') -> 'Any':
             raise TypeError(f"cannot serialise {type(o).__name__}")
 
         _compact = _json.make_encoder(None, _fail, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
     return "".join(_compact(value, 0))
 
 
-def dumps(value: Any, indent: int = 2, _level: int = 0) -> str:
+def dumps(value: 'Any', indent: int = 2, _level: int = 0) -> str:
     """Serialise dicts, lists, str, int, float, bool and None, pretty-printed."""
     if isinstance(value, str):
         return _json.encode_basestring_ascii(value)  # type: ignore[no-any-return]

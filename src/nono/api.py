@@ -245,7 +245,7 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
                     continue
                 raise SandboxError("the sandboxed program did not exit after SIGKILL")
             wait_ms = int(left * 1000) + 1
-        for fd, ev in poller.poll(wait_ms):
+        for fd, _ev in poller.poll(wait_ms):
             if fd == sock_fd:
                 msg = helper.sock.recv(64)
                 if not msg.startswith(b"X "):

@@ -9,8 +9,6 @@ base once, prints ``nono: <message>`` (plus the hint with ``-v``) and exits 1.
   + SandboxError     applying the sandbox or launching the program failed
 """
 
-from __future__ import annotations
-
 
 class NonoError(Exception):
     """Base class. ``hint`` says what the user can do about it."""

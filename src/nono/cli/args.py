@@ -8,8 +8,6 @@ One table (:data:`SANDBOX_FLAGS` and friends) drives parsing, environment
 equivalents and ``--help``, so they cannot drift apart.
 """
 
-from __future__ import annotations
-
 import os
 
 from ..errors import NonoError
@@ -107,7 +105,7 @@ def _int(flag: str, value: str) -> int:
         raise UsageError(f"option '{flag}' expects a number, not {value!r}") from None
 
 
-def parse(command: str, flags: tuple[Flag, ...], argv: list[str], *, trailing: bool) -> tuple[dict[str, object], list[str]]:
+def parse(command: str, flags: 'tuple[Flag, ...]', argv: list[str], *, trailing: bool) -> tuple[dict[str, object], list[str]]:
     """Parse ``argv`` for ``command``. Returns (options, remaining positionals).
 
     With ``trailing``, the first positional (or ``--``) ends option parsing:
@@ -169,7 +167,7 @@ def parse(command: str, flags: tuple[Flag, ...], argv: list[str], *, trailing: b
     return opts, rest
 
 
-def _store(opts: dict[str, object], f: Flag, name: str, value: str) -> None:
+def _store(opts: dict[str, object], f: 'Flag', name: str, value: str) -> None:
     if f.kind == "list":
         parts = [p for p in value.split(",")] if f.split else [value]
         if any(not p for p in parts):
@@ -189,18 +187,20 @@ class HelpRequested(Exception):
         self.command = command
 
 
-def format_flags(flags: tuple[Flag, ...]) -> str:
+def format_flags(flags: 'tuple[Flag, ...]') -> str:
+    """The options section of ``--help``: spelling, value, help, aliases and env var."""
     out: list[str] = []
     section = None
     for f in flags:
         if f.section != section:
             section = f.section
             out.append(f"\n{section} options:")
-        spell = ", ".join(f.names[:2] if f.names[0].startswith("--") else f.names[:2])
+        short = [n for n in f.names if not n.startswith("--")]
+        longs = [n for n in f.names if n.startswith("--")]
+        spell = ", ".join(short[:1] + longs[:1])
         if f.takes_value:
             spell += f" {f.metavar or 'VALUE'}"
+        aliases = f" (alias: {', '.join(longs[1:])})" if len(longs) > 1 else ""
         extra = f" [env: {f.env}]" if f.env else ""
-        aliases = f" (alias: {', '.join(f.names[2:] if not f.names[0].startswith('--') else f.names[1:])})" if (
-            len(f.names) > (2 if not f.names[0].startswith("--") else 1)) else ""
         out.append(f"  {spell:<30} {f.help}{aliases}{extra}")
     return "\n".join(out)

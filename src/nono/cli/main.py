@@ -6,8 +6,6 @@ applied; 127 the program could not be executed; 128+n the program died of
 signal n.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -168,7 +166,7 @@ def _help(command: str) -> str:
     return USAGE
 
 
-def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) -> Policy:
+def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) -> 'Policy':
     """Build the :class:`Policy` the sandbox flags describe."""
     from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
     from ..policy.paths import expand
@@ -325,7 +323,7 @@ def _run_like(command: str, rest: list[str]) -> int:
 def _wrap(prep: object, exe: str, program: list[str], env: dict[str, str]) -> int:
     from ..sandbox import apply as _apply
 
-    p = prep  # type: _apply.Prepared  # noqa: F821
+    p = prep  # type: _apply.Prepared
     handoff = _apply.spawn_detached_mediator(p) if p.mediate_unix else None  # type: ignore[attr-defined]
     try:
         os.setsid()

@@ -8,8 +8,8 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..sandbox.apply import Prepared
-    from .main import Out
     from ..sandbox.plan import Plan
+    from .main import Out
 
 _SHOWN_SOURCES = ("user", "cwd", "executable", "runtime")
 

@@ -7,8 +7,6 @@ kernel is clamped to :data:`LATEST_ABI` so a kernel update never silently
 changes what a policy means.
 """
 
-from __future__ import annotations
-
 import os
 
 from .. import _ffi

@@ -1,7 +1,5 @@
 """Process controls: prctl, capabilities, pidfds. Thin wrappers, no policy."""
 
-from __future__ import annotations
-
 import os
 
 from .. import _ffi
@@ -78,6 +76,52 @@ def drop_all_capabilities() -> None:
         raise KernelError(f"capset failed: {exc.strerror}", syscall="capset", errno=exc.errno or 0) from exc
     if effective_capabilities():
         raise KernelError("capabilities are still present after dropping them", syscall="capset")
+
+
+POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x4, 0x8, 0x10, 0x20
+_SYS_PPOLL = {"x86_64": 271, "aarch64": 73}
+
+
+class Poller:
+    """``poll(2)`` over a few descriptors, with the interface of ``select.poll``.
+
+    Why not ``select.poll``: the ``select`` extension module costs 0.4-1.3 ms to
+    load (a shared-library load) on every ``nono run``, for one system call we
+    can make through :mod:`nono._ffi`. An interrupted call (a signal to forward)
+    returns no events; the caller's loop lets Python run the handler and polls again.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[int, int] = {}
+        self._nr = _SYS_PPOLL[os.uname().machine]
+
+    def register(self, fd: int, events: int = POLLIN) -> None:
+        self._fds[fd] = events
+
+    def unregister(self, fd: int) -> None:
+        del self._fds[fd]
+
+    def poll(self, timeout_ms: int | None = None) -> list[tuple[int, int]]:
+        items = list(self._fds.items())
+        buf = _ffi.Buffer(b"".join(fd.to_bytes(4, "little", signed=True) + ev.to_bytes(2, "little") + b"\0\0"
+                                   for fd, ev in items))
+        ts = None
+        if timeout_ms is not None:
+            ms = max(timeout_ms, 0)
+            ts = (ms // 1000).to_bytes(8, "little") + ((ms % 1000) * 1_000_000).to_bytes(8, "little")
+        try:
+            n = _ffi.syscall(self._nr, buf.address, len(items), ts, None, 8)
+        except InterruptedError:
+            return []
+        if n == 0:
+            return []
+        raw = buf.raw()
+        out = []
+        for i, (fd, _ev) in enumerate(items):
+            rev = int.from_bytes(raw[8 * i + 6 : 8 * i + 8], "little")
+            if rev:
+                out.append((fd, rev))
+        return out
 
 
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:

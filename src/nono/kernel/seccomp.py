@@ -26,8 +26,6 @@ What the filter does (each item has an enforcement test):
   Landlock does not check either.
 """
 
-from __future__ import annotations
-
 import os
 
 from .. import _ffi
@@ -88,7 +86,7 @@ ARCHES = {
 }
 
 
-def current_arch() -> Arch:
+def current_arch() -> 'Arch':
     machine = os.uname().machine
     arch = ARCHES.get(machine)
     if arch is None:
@@ -139,7 +137,7 @@ class _Asm:
         return bytes(out)
 
 
-def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: Arch | None = None) -> bytes:
+def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: 'Arch | None' = None) -> bytes:
     """The BPF program (``struct sock_filter[]`` bytes) for these options."""
     a = arch or current_arch()
     n = a.nr
@@ -227,7 +225,7 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: Arch | Non
     return p.assemble()
 
 
-def install(program: bytes, *, new_listener: bool, arch: Arch | None = None) -> int:
+def install(program: bytes, *, new_listener: bool, arch: 'Arch | None' = None) -> int:
     """Install ``program`` on the calling thread; return the listener fd or -1.
 
     ``no_new_privs`` must already be set. The listener fd is close-on-exec.

@@ -3,8 +3,6 @@
 Also home of environment sanitisation, which is driven by that file.
 """
 
-from __future__ import annotations
-
 import os
 
 from .. import _jsonlite
@@ -45,7 +43,7 @@ def is_dangerous_env(name: str) -> bool:
     return name in rules["deny_vars"] or any(name.startswith(p) for p in rules["deny_prefixes"])
 
 
-def sanitize_env(environ: Mapping[str, str], set_vars: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+def sanitize_env(environ: 'Mapping[str, str]', set_vars: 'Iterable[tuple[str, str]]' = ()) -> dict[str, str]:
     """A copy of ``environ`` without dangerous variables, plus ``set_vars``."""
     rules = data()["environment"]
     deny = set(rules["deny_vars"])

@@ -1,7 +1,5 @@
 """The :class:`Policy` builder: an immutable description of a sandbox."""
 
-from __future__ import annotations
-
 from .paths import expand
 
 TYPE_CHECKING = False
@@ -70,72 +68,72 @@ class Policy:
         self.env_set: tuple[tuple[str, str], ...] = ()
 
     # -- construction helpers -------------------------------------------------
-    def _copy(self, **changes: object) -> Policy:
+    def _copy(self, **changes: object) -> 'Policy':
         new = Policy.__new__(Policy)
         for name in Policy.__slots__:
             setattr(new, name, changes.get(name, getattr(self, name)))
         return new
 
-    def _add(self, paths: Iterable[str], access: str, kind: str, source: str = "user") -> Policy:
+    def _add(self, paths: 'Iterable[str]', access: str, kind: str, source: str = "user") -> 'Policy':
         added = tuple(Grant(expand(str(p)), access, kind, source) for p in paths)
         return self._copy(grants=self.grants + tuple(g for g in added if g not in self.grants))
 
-    def with_grant(self, grant: Grant) -> Policy:
+    def with_grant(self, grant: 'Grant') -> 'Policy':
         """A copy with ``grant`` added (its path must already be absolute)."""
         return self if grant in self.grants else self._copy(grants=self.grants + (grant,))
 
     # -- filesystem -----------------------------------------------------------
-    def allow_read(self, *paths: str) -> Policy:
+    def allow_read(self, *paths: str) -> 'Policy':
         """Read (and list, and execute) beneath each directory or file."""
         return self._add(paths, READ, "any")
 
-    def allow_write(self, *paths: str) -> Policy:
+    def allow_write(self, *paths: str) -> 'Policy':
         """Create, modify and delete beneath each path, without reading it."""
         return self._add(paths, WRITE, "any")
 
-    def allow(self, *paths: str) -> Policy:
+    def allow(self, *paths: str) -> 'Policy':
         """Read and write beneath each path (``--allow``)."""
         return self._add(paths, READWRITE, "any")
 
     allow_readwrite = allow
 
-    def allow_read_file(self, *paths: str) -> Policy:
+    def allow_read_file(self, *paths: str) -> 'Policy':
         return self._add(paths, READ, "file")
 
-    def allow_write_file(self, *paths: str) -> Policy:
+    def allow_write_file(self, *paths: str) -> 'Policy':
         return self._add(paths, WRITE, "file")
 
-    def allow_file(self, *paths: str) -> Policy:
+    def allow_file(self, *paths: str) -> 'Policy':
         return self._add(paths, READWRITE, "file")
 
-    def bypass_protection(self, *paths: str) -> Policy:
+    def bypass_protection(self, *paths: str) -> 'Policy':
         """Lift a deny-group entry for paths that another grant of yours covers."""
         return self._copy(bypass=self.bypass + tuple(expand(p) for p in paths))
 
-    def allow_unix_socket(self, *paths: str) -> Policy:
+    def allow_unix_socket(self, *paths: str) -> 'Policy':
         """Permit ``connect()`` to these pathname unix sockets (read access included)."""
         new = self._add(paths, READ, "file")
         return new._copy(unix_sockets=new.unix_sockets + tuple(expand(p) for p in paths))
 
     # -- network ----------------------------------------------------------------
-    def block_network(self) -> Policy:
+    def block_network(self) -> 'Policy':
         """No outbound or inbound network, except ports you open explicitly."""
         return self._copy(network="block")
 
-    def allow_connect_port(self, *ports: int) -> Policy:
+    def allow_connect_port(self, *ports: int) -> 'Policy':
         """Outbound TCP to these ports (any host). Implies a restricted network."""
         return self._copy(network="block", connect_ports=self.connect_ports + tuple(_port(p) for p in ports))
 
-    def allow_bind_port(self, *ports: int) -> Policy:
+    def allow_bind_port(self, *ports: int) -> 'Policy':
         """Listen on these TCP ports. Implies a restricted network."""
         return self._copy(network="block", bind_ports=self.bind_ports + tuple(_port(p) for p in ports))
 
-    def open_port(self, *ports: int) -> Policy:
+    def open_port(self, *ports: int) -> 'Policy':
         """Both connect to and listen on these TCP ports."""
         return self.allow_connect_port(*ports).allow_bind_port(*ports)
 
     # -- environment ------------------------------------------------------------
-    def set_env(self, name: str, value: str) -> Policy:
+    def set_env(self, name: str, value: str) -> 'Policy':
         if not name or "=" in name or name == "PATH" or name.startswith("NONO_"):
             from ..errors import PolicyError
 

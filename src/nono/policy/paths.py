@@ -1,7 +1,5 @@
 """Path expansion (``~``, ``$HOME``, ``$TMPDIR``, ``$UID``, ``$XDG_*``) and containment."""
 
-from __future__ import annotations
-
 import os
 
 from ..errors import PolicyError

@@ -6,8 +6,6 @@ the seccomp listener to an unsandboxed mediator. Each step raises
 :class:`~nono.errors.KernelError`; the caller turns that into exit 126.
 """
 
-from __future__ import annotations
-
 import os
 
 from .. import _jsonlite
@@ -26,7 +24,7 @@ class Prepared:
     unsandboxed parent; a child only has to call ``restrict_self``.
     """
 
-    def __init__(self, plan: Plan, *, mediate_unix: bool = True) -> None:
+    def __init__(self, plan: 'Plan', *, mediate_unix: bool = True) -> None:
         self.plan = plan
         try:
             self.ruleset = plan.build_ruleset()
@@ -41,7 +39,7 @@ class Prepared:
         self.ruleset.close()
 
 
-def _protections(abi: int, plan: Plan, mediate: bool, drop_caps: bool) -> tuple[dict[str, object], list[str]]:
+def _protections(abi: int, plan: 'Plan', mediate: bool, drop_caps: bool) -> tuple[dict[str, object], list[str]]:
     status: dict[str, object] = {"landlock_abi": abi, "filesystem": "enforced", "no_new_privs": "enforced",
                                  "seccomp": "enforced", "tiocsti": "enforced", "io_uring": "denied"}
     missing: list[str] = []
@@ -63,7 +61,7 @@ def _protections(abi: int, plan: Plan, mediate: bool, drop_caps: bool) -> tuple[
     return status, missing
 
 
-def enter(prep: Prepared, *, handoff: tuple[int, int] | None, parent_pid: int = 0) -> None:
+def enter(prep: 'Prepared', *, handoff: tuple[int, int] | None, parent_pid: int = 0) -> None:
     """Apply ``prep`` to the calling process (must be single-threaded). Irreversible.
 
     ``handoff`` is ``(report_w, ack_r)``: the listener fd number is written to
@@ -92,7 +90,7 @@ def enter(prep: Prepared, *, handoff: tuple[int, int] | None, parent_pid: int = 
         os.close(listener)
 
 
-def spawn_detached_mediator(prep: Prepared) -> tuple[int, int]:
+def spawn_detached_mediator(prep: 'Prepared') -> tuple[int, int]:
     """Start an unsandboxed mediator process for a process sandboxing itself.
 
     Used by ``wrap`` and ``Sandbox.apply``, where no supervisor exists. The
@@ -126,7 +124,7 @@ def spawn_detached_mediator(prep: Prepared) -> tuple[int, int]:
     os.close(ack_w)
     try:
         process.prctl(process.PR_SET_PTRACER, -1 & 0xFFFFFFFFFFFFFFFF)  # Yama: let the mediator use pidfd_getfd
-    except Exception:  # noqa: BLE001  (Yama absent: nothing to relax)
+    except Exception:  # (Yama absent: nothing to relax)
         pass
     return report_w, ack_r
 
@@ -137,7 +135,7 @@ def spawn_detached_mediator(prep: Prepared) -> tuple[int, int]:
 # what the sandbox allows, so an agent can explain its own failures.
 
 
-def describe(plan: Plan, status: dict[str, object]) -> dict[str, object]:
+def describe(plan: 'Plan', status: dict[str, object]) -> dict[str, object]:
     return {
         "version": 1,
         "sandbox": "landlock",
@@ -159,7 +157,7 @@ def describe(plan: Plan, status: dict[str, object]) -> dict[str, object]:
     }
 
 
-def write_capfile(plan: Plan, status: dict[str, object]) -> str:
+def write_capfile(plan: 'Plan', status: dict[str, object]) -> str:
     """Write the capability file into the temp directory; return its path."""
     tmp = os.environ.get("TMPDIR") or "/tmp"
     if not os.path.isdir(tmp):

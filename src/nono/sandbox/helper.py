@@ -56,7 +56,7 @@ def main(sock_fd: int) -> None:
         from ..kernel import process
 
         process.set_dumpable(False)
-    except BaseException as exc:  # noqa: BLE001  report; the caller raises
+    except BaseException as exc:  # report; the caller raises
         msg = exc.diagnostics() if hasattr(exc, "diagnostics") else f"{type(exc).__name__}: {exc}"
         sock.send(b"F " + msg.encode(errors="replace")[:4000])
         return

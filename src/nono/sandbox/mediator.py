@@ -27,8 +27,6 @@ sends to this unsandboxed mediator, which decides from the plan:
   rejects an address on them).
 """
 
-from __future__ import annotations
-
 import fcntl
 import os
 
@@ -50,7 +48,7 @@ _MAX_DGRAM = 1 << 20
 class Mediator:
     """Answers seccomp notifications for one listener fd."""
 
-    def __init__(self, listener: int, plan: Plan) -> None:
+    def __init__(self, listener: int, plan: 'Plan') -> None:
         self.fd = listener
         self.plan = plan
         a = sc.current_arch().nr
@@ -71,7 +69,7 @@ class Mediator:
         args = [int.from_bytes(buf[32 + 8 * i : 40 + 8 * i], "little") for i in range(6)]
         try:
             val, err, flags = self._decide(nid, pid, nr, args)
-        except Exception as exc:  # noqa: BLE001  fail closed on anything unexpected
+        except Exception as exc:  # fail closed on anything unexpected
             if os.environ.get("NONO_DEBUG_MEDIATOR"):
                 import traceback
 
@@ -226,7 +224,7 @@ def _read_mem(pid: int, addr: int, length: int) -> bytes:
     return data
 
 
-def serve(mediator: Mediator) -> None:
+def serve(mediator: 'Mediator') -> None:
     """Answer notifications until no sandboxed process is left."""
     import select
 
@@ -240,7 +238,7 @@ def serve(mediator: Mediator) -> None:
                 return
 
 
-def serve_handoff(plan: Plan, target: int, report_r: int, ack_w: int) -> None:
+def serve_handoff(plan: 'Plan', target: int, report_r: int, ack_w: int) -> None:
     """Detached mediator side of :func:`~nono.sandbox.apply.spawn_detached_mediator`."""
     line = b""
     while not line.endswith(b"\n"):

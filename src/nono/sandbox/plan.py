@@ -13,8 +13,6 @@ granted through the decomposed directory (their targets need grants of their
 own); and entries created after the sandbox started are not covered.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 
@@ -69,7 +67,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Plan:
+    def from_dict(cls, data: dict[str, object]) -> 'Plan':
         plan = cls()
         for path, mask, is_dir, access, source in data["rules"]:  # type: ignore[attr-defined]
             plan.rules[path] = Rule(path, mask, is_dir, access, source)
@@ -140,13 +138,26 @@ class Plan:
             return False
         return any(is_within(path, root) for root in self.socket_roots)
 
+    def _covered(self, rule: 'Rule') -> bool:
+        """Is ``rule`` implied by a directory rule above it (a redundant kernel rule)?"""
+        p = rule.path
+        i = p.rfind("/")
+        while i > 0:
+            p = p[:i]
+            above = self.rules.get(p)
+            if above is not None:
+                return above.is_dir and (above.mask | rule.mask) == above.mask
+            i = p.rfind("/")
+        above = self.rules.get("/")
+        return above is not None and (above.mask | rule.mask) == above.mask
+
     def close_fds(self) -> None:
         """Close the ``O_PATH`` descriptors kept from planning."""
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
 
-    def build_ruleset(self) -> ll.Ruleset:
+    def build_ruleset(self) -> 'll.Ruleset':
         """Create the Landlock ruleset (a kernel object) for this plan."""
         abi = ll.abi_version()
         ruleset = ll.Ruleset(
@@ -156,6 +167,8 @@ class Plan:
         )
         try:
             for rule in self.rules.values():
+                if self._covered(rule):
+                    continue
                 fd = self._fds.get(rule.path, -1)
                 if fd >= 0:
                     ruleset.allow_path_fd(fd, rule.mask, is_dir=rule.is_dir)
@@ -189,7 +202,7 @@ def which(name: str, path_env: str | None = None) -> str | None:
     return None
 
 
-def build_plan(policy: Policy, *, argv0: str | None = None, cwd: str | None = None) -> Plan:
+def build_plan(policy: 'Policy', *, argv0: str | None = None, cwd: str | None = None) -> 'Plan':
     """Resolve ``policy`` against the filesystem now. Raises :class:`PolicyError`."""
     plan = Plan()
     vars_ = variables(cwd)
@@ -269,7 +282,7 @@ def _canonical(path: str) -> str:
         os.close(fd)
 
 
-def _open_canonical(path: str) -> tuple[int, str, os.stat_result]:
+def _open_canonical(path: str) -> 'tuple[int, str, os.stat_result]':
     """Open ``path`` with ``O_PATH``; return (fd, canonical path, stat). Raises OSError."""
     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -284,7 +297,7 @@ def _open_canonical(path: str) -> tuple[int, str, os.stat_result]:
         raise
 
 
-def _add_grant(plan: Plan, g: Grant, protected: list[str]) -> None:
+def _add_grant(plan: 'Plan', g: 'Grant', protected: list[str]) -> None:
     user = g.source in _USER_SOURCES
     try:
         fd, real, st = _open_canonical(g.path)
@@ -326,7 +339,7 @@ def _add_grant(plan: Plan, g: Grant, protected: list[str]) -> None:
         _put(plan, real, mask, is_dir, g)
 
 
-def _add_system_paths(plan: Plan, items: list[tuple[str, str, str]], protected: list[str]) -> None:
+def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected: list[str]) -> None:
     """:func:`_add_grant` for the many built-in group paths, without per-path objects.
 
     Same decisions, in one tight loop: this runs on every ``nono run``. A path
@@ -367,7 +380,7 @@ def _add_system_paths(plan: Plan, items: list[tuple[str, str, str]], protected: 
                 old.access = READWRITE if {old.access, access} != {READ} else READ
 
 
-def _put(plan: Plan, path: str, mask: int, is_dir: bool, g: Grant) -> None:
+def _put(plan: 'Plan', path: str, mask: int, is_dir: bool, g: 'Grant') -> None:
     old = plan.rules.get(path)
     if old is None:
         plan.rules[path] = Rule(path, mask, is_dir, g.access, g.source)
@@ -379,7 +392,7 @@ def _put(plan: Plan, path: str, mask: int, is_dir: bool, g: Grant) -> None:
             old.source = g.source
 
 
-def _decompose(plan: Plan, directory: str, mask: int, g: Grant, inner: list[str]) -> None:
+def _decompose(plan: 'Plan', directory: str, mask: int, g: 'Grant', inner: list[str]) -> None:
     """Grant each entry of ``directory`` except the denied ones, recursing toward them."""
     try:
         entries = list(os.scandir(directory))
@@ -403,12 +416,12 @@ def _decompose(plan: Plan, directory: str, mask: int, g: Grant, inner: list[str]
             continue
 
 
-def runtime_grants(exe: str) -> list[Grant]:
+def runtime_grants(exe: str) -> 'list[Grant]':
     """Read grants a program needs to start: itself, its interpreter and runtime prefix."""
     return _runtime_grants(exe, variables())
 
 
-def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> list[Grant]:
+def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> 'list[Grant]':
     """Read grants the program needs to start: itself, its interpreter, its runtime prefix."""
     real = _canonical(exe)
     out = [Grant(real, READ, "file", "executable")]

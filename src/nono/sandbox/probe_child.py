@@ -27,7 +27,7 @@ def attempt(name, fn):
     except OSError as exc:
         report(name, True, errno.errorcode.get(exc.errno or 0, str(exc.errno)))
         return
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         report(name, False, f"unexpected {type(exc).__name__}: {exc}")
         return
     report(name, False, "succeeded")
@@ -60,7 +60,7 @@ def main():
         status = f.read()
     nnp = "NoNewPrivs:\t1" in status
     report("no_new_privs", nnp, "set" if nnp else "not set")
-    capeff = [l.split()[1] for l in status.splitlines() if l.startswith("CapEff:")][0]
+    capeff = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
     report("capabilities", int(capeff, 16) == 0, f"CapEff={capeff}")
 
     def tcp():

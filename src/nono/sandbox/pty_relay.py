@@ -7,8 +7,6 @@ injection (TIOCSTI, also denied by seccomp) could only reach the program's own
 terminal, never the user's shell.
 """
 
-from __future__ import annotations
-
 import _signal
 import fcntl
 import os
@@ -26,7 +24,7 @@ class PtyRelay:
         self._stdin_open = True
 
     @classmethod
-    def create(cls) -> PtyRelay:
+    def create(cls) -> 'PtyRelay':
         master, slave = os.openpty()
         relay = cls(master, slave)
         relay._copy_winsize()
@@ -43,8 +41,6 @@ class PtyRelay:
 
     # -- supervisor side ---------------------------------------------------------
     def register(self, poller: object) -> tuple[int, ...]:
-        import select
-
         os.close(self.slave)
         self.slave = -1
         try:
@@ -59,8 +55,8 @@ class PtyRelay:
         except termios.error:
             self._saved = None
         _signal.signal(_signal.SIGWINCH, lambda *_: self._copy_winsize())
-        poller.register(0, select.POLLIN)  # type: ignore[attr-defined]
-        poller.register(self.master, select.POLLIN)  # type: ignore[attr-defined]
+        poller.register(0, 0x1)  # type: ignore[attr-defined]  (POLLIN)
+        poller.register(self.master, 0x1)  # type: ignore[attr-defined]
         return (0, self.master)
 
     def _copy_winsize(self) -> None:

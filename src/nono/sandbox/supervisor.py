@@ -5,11 +5,9 @@ live here), forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2, answers
 the child's seccomp notifications, and returns the child's exit status
 (128+n for a signal). The child dies with SIGKILL if the supervisor dies.
 
-Only ``os``, ``_signal`` and ``select`` are imported here: this is the
-``nono run`` start-up path.
+Only ``os`` and ``_signal`` are imported here (polling goes through
+:class:`nono.kernel.process.Poller`): this is the ``nono run`` start-up path.
 """
-
-from __future__ import annotations
 
 import _signal
 import os
@@ -33,8 +31,8 @@ class ChildFailure(SandboxError):
         self.exit_code = exit_code
 
 
-def _child(prep: _apply.Prepared, exe: str, argv: list[str], env: Mapping[str, str], report_w: int, ack_r: int,
-           parent: int, setup_tty: Callable[[], None] | None) -> None:
+def _child(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, str]', report_w: int, ack_r: int,
+           parent: int, setup_tty: 'Callable[[], None] | None') -> None:
     """Runs in the forked child; never returns."""
     try:
         for name in _FORWARDED + ("SIGTSTP", "SIGCONT", "SIGPIPE"):
@@ -45,7 +43,7 @@ def _child(prep: _apply.Prepared, exe: str, argv: list[str], env: Mapping[str, s
             os.setsid()
         _apply.enter(prep, handoff=(report_w, ack_r) if prep.mediate_unix else None, parent_pid=parent)
         os.close(ack_r)
-    except BaseException as exc:  # noqa: BLE001  report, then exit 126: never run unsandboxed
+    except BaseException as exc:  # report, then exit 126: never run unsandboxed
         msg = exc.diagnostics() if isinstance(exc, KernelError) else f"{type(exc).__name__}: {exc}"
         try:
             os.write(report_w, b"E" + msg.encode(errors="replace").replace(b"\n", b" ") + b"\n")
@@ -73,8 +71,8 @@ def _read_line(fd: int) -> bytes:
     return line
 
 
-def run(prep: _apply.Prepared, exe: str, argv: list[str], env: Mapping[str, str], *,
-        pty: object | None = None, on_started: Callable[[int], None] | None = None) -> int:
+def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, str]', *,
+        pty: object | None = None, on_started: 'Callable[[int], None] | None' = None) -> int:
     """Run ``argv`` (``exe`` resolved) under ``prep``; return its exit status.
 
     Raises :class:`ChildFailure` when the sandbox could not be applied (126)
@@ -158,15 +156,14 @@ def _forward_signals(pid: int) -> dict[int, object]:
     return old
 
 
-def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: _apply.Prepared, pty: object | None) -> tuple[int, bytes]:
-    import select
-
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    poller.register(report_r, select.POLLIN)
+def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prepared', pty: object | None) -> tuple[int, bytes]:
+    P = process
+    poller = P.Poller()
+    poller.register(pidfd, P.POLLIN)
+    poller.register(report_r, P.POLLIN)
     mediator = None
     if listener >= 0:
-        poller.register(listener, select.POLLIN)
+        poller.register(listener, P.POLLIN)
     tty_fds: tuple[int, ...] = ()
     if pty is not None:
         tty_fds = pty.register(poller)  # type: ignore[attr-defined]
@@ -181,13 +178,13 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: _apply.Prepa
                     tail += _read_line(report_r)
                 return status, tail
             if fd == listener:
-                if ev & select.POLLIN:
+                if ev & P.POLLIN:
                     if mediator is None:
                         from .mediator import Mediator
 
                         mediator = Mediator(listener, prep.plan)
                     mediator.handle()
-                elif ev & (select.POLLHUP | select.POLLERR):
+                elif ev & (P.POLLHUP | P.POLLERR | P.POLLNVAL):
                     poller.unregister(listener)
             elif fd == report_r:
                 chunk = os.read(report_r, 4096)
