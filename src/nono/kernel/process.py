@@ -6,7 +6,8 @@ from .. import _ffi
 from ..errors import KernelError
 from .seccomp import current_arch
 
-_SYS_PRCTL = {"x86_64": 157, "aarch64": 167}
+_MACHINE = os.uname().machine
+_SYS_PRCTL = {"x86_64": 157, "aarch64": 167}.get(_MACHINE, -1)
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
@@ -19,7 +20,7 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     try:
-        return _ffi.syscall(_SYS_PRCTL[os.uname().machine], option, arg2, arg3, arg4, arg5)
+        return _ffi.syscall(_SYS_PRCTL, option, arg2, arg3, arg4, arg5)
     except OSError as exc:
         raise KernelError(f"prctl({option}) failed: {exc.strerror}", syscall="prctl", errno=exc.errno or 0) from exc
 
@@ -93,7 +94,7 @@ class Poller:
 
     def __init__(self) -> None:
         self._fds: dict[int, int] = {}
-        self._nr = _SYS_PPOLL[os.uname().machine]
+        self._nr = _SYS_PPOLL[_MACHINE]
 
     def register(self, fd: int, events: int = POLLIN) -> None:
         self._fds[fd] = events

@@ -86,11 +86,13 @@ ARCHES = {
 }
 
 
+_MACHINE = os.uname().machine
+
+
 def current_arch() -> 'Arch':
-    machine = os.uname().machine
-    arch = ARCHES.get(machine)
+    arch = ARCHES.get(_MACHINE)
     if arch is None:
-        raise KernelError(f"seccomp filter not available for architecture {machine!r}")
+        raise KernelError(f"seccomp filter not available for architecture {_MACHINE!r}")
     return arch
 
 
