@@ -9,6 +9,7 @@ the seccomp listener to an unsandboxed mediator. Each step raises
 import os
 
 from .. import _jsonlite
+from ..errors import KernelError
 from ..kernel import landlock as ll
 from ..kernel import process, seccomp
 
@@ -101,11 +102,15 @@ def spawn_detached_mediator(prep: 'Prepared') -> tuple[int, int]:
     report_r, report_w = os.pipe()
     ack_r, ack_w = os.pipe()
     target = os.getpid()
+    pid_r, pid_w = os.pipe()
     first = os.fork()
     if first == 0:
         try:
-            if os.fork() != 0:
+            grandchild = os.fork()
+            if grandchild != 0:
+                os.write(pid_w, b"%d" % grandchild)
                 os._exit(0)
+            os.close(pid_w)
             devnull = os.open("/dev/null", os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
@@ -119,13 +124,19 @@ def spawn_detached_mediator(prep: 'Prepared') -> tuple[int, int]:
             serve_handoff(prep.plan, target, report_r, ack_w)
         finally:
             os._exit(0)
+    os.close(pid_w)
     os.waitpid(first, 0)
+    mediator_pid = int(os.read(pid_r, 32) or b"0")
+    os.close(pid_r)
     os.close(report_r)
     os.close(ack_w)
-    try:
-        process.prctl(process.PR_SET_PTRACER, -1 & 0xFFFFFFFFFFFFFFFF)  # Yama: let the mediator use pidfd_getfd
-    except Exception:  # (Yama absent: nothing to relax)
-        pass
+    if mediator_pid:
+        try:
+            # Yama (ptrace_scope 1) lets only ancestors ptrace; the mediator is not ours, so name
+            # it, and only it, as allowed to take our seccomp listener with pidfd_getfd.
+            process.prctl(process.PR_SET_PTRACER, mediator_pid)
+        except KernelError:
+            pass  # Yama absent: nothing to relax
     return report_w, ack_r
 
 
