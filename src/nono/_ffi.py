@@ -14,40 +14,51 @@ import os
 
 _RTLD_GLOBAL = 0x100
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the stubs' generic types (not subscriptable at run time)
+    from ctypes import c_char as _CharData  # what _Char re-creates; mypy types .raw of c_char arrays
 
-class _CLong(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+    _IntData = _ctypes._SimpleCData[int]
+    _PtrData = _ctypes._SimpleCData[int | None]
+    _CharArray = _ctypes.Array[_CharData]
+else:
+    _IntData = _PtrData = _CharData = _ctypes._SimpleCData
+    _CharArray = _ctypes.Array
+
+
+class _CLong(_IntData):
     _type_ = "l"
 
 
-class _VoidP(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+class _VoidP(_PtrData):
     _type_ = "P"
 
 
-class _Char(_ctypes._SimpleCData):  # type: ignore[name-defined,misc]
+class _Char(_CharData):
     _type_ = "c"
 
 
 class _Lib:
     def __init__(self) -> None:
-        self._handle = _ctypes.dlopen(None, _RTLD_GLOBAL)
+        self._handle = _ctypes.dlopen(None, _RTLD_GLOBAL)  # type: ignore[arg-type]  # None: the main program
 
 
 _LIBC = _Lib()
 
 
-def _func(name: str, nargs: int) -> object:
-    class _Fn(_ctypes.CFuncPtr):  # type: ignore[name-defined,misc]
+def _func(name: str, nargs: int) -> '_ctypes.CFuncPtr':
+    class _Fn(_ctypes.CFuncPtr):
         _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
         _restype_ = _CLong
         _argtypes_ = (_VoidP,) * nargs
 
-    return _Fn((name, _LIBC))
+    return _Fn((name, _LIBC))  # type: ignore[arg-type]  # _ctypes only needs the library's _handle
 
 
 _syscall = _func("syscall", 7)
 
 
-_ARRAY_TYPES: dict[int, type] = {}
+_ARRAY_TYPES: 'dict[int, type[_CharArray]]' = {}
 
 
 class Buffer:
@@ -59,7 +70,7 @@ class Buffer:
         size = data if isinstance(data, int) else len(data)
         arr_type = _ARRAY_TYPES.get(size)
         if arr_type is None:
-            class _Arr(_ctypes.Array):  # type: ignore[name-defined,misc]
+            class _Arr(_CharArray):
                 _type_ = _Char
                 _length_ = max(size, 1)
 
@@ -82,7 +93,7 @@ def syscall(nr: int, *args: int | bytes | None) -> int:
 
     A :class:`Buffer` is passed by its ``address``.
     """
-    ret: int = _syscall(nr, *args, *_ZEROS[len(args)])  # type: ignore[operator]
+    ret: int = _syscall(nr, *args, *_ZEROS[len(args)])
     if ret < 0:
         err = _ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -159,6 +159,7 @@ def run(
             raise ValueError("stdin and input arguments may not both be used.")
         stdin = subprocess.PIPE
     text_mode = text or encoding is not None or errors is not None
+    input_b: bytes | None
     if isinstance(input, str):
         input_b = input.encode(encoding or "utf-8", errors or "strict")
     else:
@@ -188,13 +189,13 @@ def run(
     if text_mode:
         out = out.decode(encoding or "utf-8", errors or "strict") if out is not None else None  # type: ignore[assignment]
         err = err.decode(encoding or "utf-8", errors or "strict") if err is not None else None  # type: ignore[assignment]
-    result = subprocess.CompletedProcess(argv, rc, out, err)
+    result: subprocess.CompletedProcess[object] = subprocess.CompletedProcess(argv, rc, out, err)
     if check:
         result.check_returncode()
     return result
 
 
-def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], cwd: object,
+def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], cwd: str | os.PathLike[str] | None,
               fds: tuple[int, int, int], to_close: list[int], ours: dict[str, int],
               input_b: bytes | None, timeout: float | None) -> tuple[int, bytes | None, bytes | None]:
     import marshal
@@ -209,8 +210,8 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
     to_close.clear()
     reply = helper.sock.recv(64)
     if reply.startswith(b"E "):
-        err = int(reply[2:])
-        raise OSError(err, os.strerror(err), exe)
+        code = int(reply[2:])
+        raise OSError(code, os.strerror(code), exe)
     if not reply.startswith(b"S "):
         raise SandboxError("the sandbox helper stopped unexpectedly")
     deadline = None if timeout is None else time.monotonic() + timeout

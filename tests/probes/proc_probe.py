@@ -171,12 +171,11 @@ def vm_readv(target: str) -> str:
     return "ok:" + dst.raw[:n].decode(errors="replace")
 
 
-def _with_ctty(fn) -> str:
-    """Run ``fn(slave)`` in a forked child whose controlling tty is a fresh pty slave.
+def _in_child(body) -> str:
+    """Run ``body()`` in a forked child and return its answer (bounded to 10 s).
 
-    A new session with the pty as controlling terminal is what makes TIOCSTI
-    legitimate without the sandbox (no CAP_SYS_ADMIN needed), so a refusal
-    inside the sandbox is the sandbox's doing.
+    Used where an action changes the process (session, namespaces) in ways that
+    must not leak into the probe's other actions.
     """
     r, w = os.pipe()
     pid = os.fork()
@@ -184,13 +183,7 @@ def _with_ctty(fn) -> str:
         out = "child:crashed"
         try:
             os.close(r)
-            try:
-                os.setsid()
-                _master, slave = os.openpty()  # the master stays open (never closed) for the child's life
-                fcntl.ioctl(slave, TIOCSCTTY, 0)
-            except OSError as exc:
-                raise Step("ctty", exc.errno or 0) from None
-            out = fn(slave)
+            out = body()
         except Step as st:
             out = f"{st.step}:{errno.errorcode.get(st.err, str(st.err))}"
         finally:
@@ -209,6 +202,25 @@ def _with_ctty(fn) -> str:
     os.close(r)
     os.waitpid(pid, 0)
     return data.decode(errors="replace") or "child:no answer"
+
+
+def _with_ctty(fn) -> str:
+    """Run ``fn(slave)`` in a forked child whose controlling tty is a fresh pty slave.
+
+    A new session with the pty as controlling terminal is what makes TIOCSTI
+    legitimate without the sandbox (no CAP_SYS_ADMIN needed), so a refusal
+    inside the sandbox is the sandbox's doing.
+    """
+    def body() -> str:
+        try:
+            os.setsid()
+            _master, slave = os.openpty()  # the master stays open (never closed) for the child's life
+            fcntl.ioctl(slave, TIOCSCTTY, 0)
+        except OSError as exc:
+            raise Step("ctty", exc.errno or 0) from None
+        return fn(slave)
+
+    return _in_child(body)
 
 
 def _sti(slave: int) -> str:
@@ -256,31 +268,13 @@ libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes
 
 def userns_mount(path: str) -> str:
     """Runs in a forked child: the namespaces must not leak into the probe's other actions."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        out = "child:crashed"
-        try:
-            os.close(r)
-            _check("unshare", libc.unshare(CLONE_NEWUSER | CLONE_NEWNS))
-            _check("mount", libc.mount(b"none", path.encode(), b"tmpfs", 0, None))
-            with open("/proc/self/mountinfo") as f:
-                out = "ok:" + str(sum(1 for ln in f if f" {path} " in ln))
-        except Step as st:
-            out = f"{st.step}:{errno.errorcode.get(st.err, str(st.err))}"
-        finally:
-            os.write(w, out.encode())
-            os._exit(0)
-    os.close(w)
-    data = b""
-    while select.select([r], [], [], 10)[0]:
-        chunk = os.read(r, 4096)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return data.decode(errors="replace") or "child:no answer"
+    def body() -> str:
+        _check("unshare", libc.unshare(CLONE_NEWUSER | CLONE_NEWNS))
+        _check("mount", libc.mount(b"none", path.encode(), b"tmpfs", 0, None))
+        with open("/proc/self/mountinfo") as f:
+            return "ok:" + str(sum(1 for ln in f if f" {path} " in ln))
+
+    return _in_child(body)
 
 
 def io_uring() -> str:

@@ -113,6 +113,7 @@ def parse(command: str, flags: 'tuple[Flag, ...]', argv: list[str], *, trailing:
     """
     by_name = {n: f for f in flags for n in f.names}
     opts: dict[str, object] = {}
+    f: 'Flag | None'
     for f in flags:
         opts[f.dest] = [] if f.kind in ("list", "intlist") else (0 if f.kind == "count" else (False if f.kind == "bool" else None))
     given: set[str] = set()

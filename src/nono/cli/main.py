@@ -15,7 +15,9 @@ from . import args as A
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..policy.model import Policy
+    from ..policy.model import Grant, Policy
+    from ..sandbox.apply import Prepared
+    from ..sandbox.plan import Plan
 
 USAGE = """\
 nono - run a program (an AI agent, a tool) inside a kernel-enforced sandbox.
@@ -166,7 +168,7 @@ def _help(command: str) -> str:
     return USAGE
 
 
-def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) -> 'Policy':
+def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -> 'Policy':
     """Build the :class:`Policy` the sandbox flags describe."""
     from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
     from ..policy.paths import expand
@@ -191,7 +193,7 @@ def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) 
             if answer in ("y", "yes"):
                 policy = policy.with_grant(Grant(workdir, READWRITE, "dir", "cwd"))
         else:
-            out.err("Skipping CWD prompt (non-interactive). Use --allow-cwd to include working directory.")  # type: ignore[attr-defined]
+            out.err("Skipping CWD prompt (non-interactive). Use --allow-cwd to include working directory.")
     if opts.get("allow_unix_socket"):
         policy = policy.allow_unix_socket(*opts["allow_unix_socket"])  # type: ignore[misc]
     if opts.get("bypass_protection"):
@@ -207,7 +209,7 @@ def policy_from_options(opts: dict[str, object], out: object, *, ask_cwd: bool) 
     return policy
 
 
-def _self_grants() -> list[object]:
+def _self_grants() -> 'list[Grant]':
     """Read access to nono itself, so ``nono why --self`` works inside the sandbox.
 
     Built from what the running interpreter already knows (no file reads): the
@@ -219,7 +221,7 @@ def _self_grants() -> list[object]:
 
     here = os.path.abspath(__file__)
     paths = {os.path.dirname(os.path.dirname(os.path.dirname(here))), sys.prefix, sys.base_prefix}
-    grants: list[object] = [Grant(p, READ, "dir", "nono") for p in sorted(paths) if p]
+    grants: 'list[Grant]' = [Grant(p, READ, "dir", "nono") for p in sorted(paths) if p]
     grants.append(Grant(os.path.realpath(sys.executable), READ, "file", "nono"))
     script = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "nono" else ""
     if script and os.path.isfile(script):
@@ -258,7 +260,7 @@ def _run_like(command: str, rest: list[str]) -> int:
     opts, program = A.parse(command, flags, rest, trailing=True)
     out = Out(silent=bool(opts["silent"]), verbose=int(opts["verbose"]))  # type: ignore[call-overload]
     if out.silent:
-        def capabilities(*_args: object) -> None:
+        def capabilities(_out: 'Out', _plan: 'Plan', _prep: 'Prepared | None', _version: str, /) -> None:
             return None
     else:
         from .output import capabilities
@@ -320,17 +322,16 @@ def _run_like(command: str, rest: list[str]) -> int:
     return code
 
 
-def _wrap(prep: object, exe: str, program: list[str], env: dict[str, str]) -> int:
+def _wrap(prep: 'Prepared', exe: str, program: list[str], env: dict[str, str]) -> int:
     from ..sandbox import apply as _apply
 
-    p = prep  # type: _apply.Prepared
-    handoff = _apply.spawn_detached_mediator(p) if p.mediate_unix else None  # type: ignore[attr-defined]
+    handoff = _apply.spawn_detached_mediator(prep) if prep.mediate_unix else None
     try:
         os.setsid()
     except OSError:
         pass  # already a session leader (no new session possible): TIOCSTI stays denied by seccomp
     try:
-        _apply.enter(p, handoff=handoff)  # type: ignore[arg-type]
+        _apply.enter(prep, handoff=handoff)
     except (KernelError, OSError) as exc:
         msg = exc.diagnostics() if isinstance(exc, KernelError) else str(exc)
         sys.stderr.write(f"nono: failed to apply sandbox: {msg}\n")

@@ -1,6 +1,5 @@
 """The capability summary printed before a run (stderr; not loaded with ``--silent``)."""
 
-from __future__ import annotations
 
 import os
 import sys
@@ -21,7 +20,7 @@ def _short(path: str) -> str:
     return path
 
 
-def capabilities(out: Out, plan: Plan, prep: Prepared | None, version: str) -> None:
+def capabilities(out: 'Out', plan: 'Plan', prep: 'Prepared | None', version: str) -> None:
     """The banner and capability summary (upstream's ``Capabilities:`` block)."""
     if out.silent:
         return
@@ -37,7 +36,13 @@ def capabilities(out: Out, plan: Plan, prep: Prepared | None, version: str) -> N
     if hidden:
         lines.append(f"    + {hidden} system/group paths (-v to show)")
     for directory, inner in plan.decomposed:
-        shown = ", ".join(_short(p) for p in inner[:4]) + (f", +{len(inner) - 4} more" if len(inner) > 4 else "")
+        present = [p for p in inner if os.path.lexists(p)]
+        absent = len(inner) - len(present)
+        shown = ", ".join(_short(p) for p in present[:5]) or "nothing present yet"
+        if len(present) > 5:
+            shown += f", +{len(present) - 5} more"
+        if absent:
+            shown += f" (and {absent} protected paths that do not exist yet)"
         lines.append(f"    ~  {_short(directory)} granted entry by entry, excluding {shown}")
     n_deny = len(plan.denies)
     if out.verbose:

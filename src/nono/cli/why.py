@@ -8,6 +8,11 @@ import sys
 from ..errors import NonoError
 from . import args as A
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 
 def cmd_why(opts: dict[str, object]) -> int:
     import json
@@ -71,13 +76,13 @@ def _emit(verdict: dict[str, object], as_json: bool) -> int:
     return 0
 
 
-def _emit_caps(data: dict[str, object]) -> int:
+def _emit_caps(data: Mapping[str, Any]) -> int:
     lines = ["Inside a nono sandbox.", "Filesystem:"]
-    for r in data.get("filesystem", []):  # type: ignore[attr-defined]
+    for r in data.get("filesystem", []):
         lines.append(f"  {r['access']:<9} {r['path']}{'' if r['kind'] == 'dir' else ' (file)'}  [{r['source']}]")
     net = data.get("network", {})
-    lines.append(f"Network: {net.get('mode')}")  # type: ignore[union-attr]
+    lines.append(f"Network: {net.get('mode')}")
     prot = data.get("protections", {})
-    lines.append("Protections: " + ", ".join(f"{k}={v}" for k, v in prot.items()))  # type: ignore[union-attr]
+    lines.append("Protections: " + ", ".join(f"{k}={v}" for k, v in prot.items()))
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -21,7 +21,7 @@ def data() -> dict:  # type: ignore[type-arg]
     if _cache is None:
         with open(_DATA_FILE, encoding="utf-8") as f:
             _cache = _jsonlite.loads(f.read())
-    return _cache  # type: ignore[return-value]
+    return _cache
 
 
 def group(name: str) -> dict:  # type: ignore[type-arg]

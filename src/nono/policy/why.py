@@ -14,6 +14,13 @@ import os
 
 from .paths import is_within
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from ..sandbox.plan import Plan
+
 _OPS = ("read", "write", "readwrite")
 
 
@@ -28,21 +35,21 @@ class View:
         self.network = network
 
     @classmethod
-    def from_capfile(cls, data: dict[str, object]) -> View:
+    def from_capfile(cls, data: Mapping[str, Any]) -> View:
         return cls(
-            list(data.get("filesystem", [])),  # type: ignore[arg-type]
-            [(d["path"], d["source"]) for d in data.get("deny", [])],  # type: ignore[union-attr, index]
-            [(d["path"], list(d["denied_inside"])) for d in data.get("decomposed", [])],  # type: ignore[union-attr, index]
-            dict(data.get("network", {})),  # type: ignore[call-overload]
+            list(data.get("filesystem", [])),
+            [(d["path"], d["source"]) for d in data.get("deny", [])],
+            [(d["path"], list(d["denied_inside"])) for d in data.get("decomposed", [])],
+            dict(data.get("network", {})),
         )
 
     @classmethod
-    def from_plan(cls, plan: object) -> View:
+    def from_plan(cls, plan: Plan) -> View:
         rules = [{"path": r.path, "access": r.access, "kind": "dir" if r.is_dir else "file", "source": r.source}
-                 for r in plan.rules.values()]  # type: ignore[attr-defined]
-        net = {"mode": "blocked" if plan.restrict_network else "allowed",  # type: ignore[attr-defined]
-               "connect_ports": list(plan.connect_ports), "bind_ports": list(plan.bind_ports)}  # type: ignore[attr-defined]
-        return cls(rules, list(plan.denies), list(plan.decomposed), net)  # type: ignore[attr-defined]
+                 for r in plan.rules.values()]
+        net: dict[str, object] = {"mode": "blocked" if plan.restrict_network else "allowed",
+                                  "connect_ports": list(plan.connect_ports), "bind_ports": list(plan.bind_ports)}
+        return cls(rules, list(plan.denies), list(plan.decomposed), net)
 
 
 def _covers(rule: dict[str, str], path: str) -> bool:

@@ -22,6 +22,11 @@ from ..policy import groups as _groups
 from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
 from ..policy.paths import expand, is_within, variables
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 _MASKS = {READ: ll.ACCESS_READ, WRITE: ll.ACCESS_WRITE, READWRITE: ll.ACCESS_READ | ll.ACCESS_WRITE}
 _USER_SOURCES = ("user", "cwd")
 
@@ -67,19 +72,19 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> 'Plan':
+    def from_dict(cls, data: 'Mapping[str, Any]') -> 'Plan':
         plan = cls()
-        for path, mask, is_dir, access, source in data["rules"]:  # type: ignore[attr-defined]
+        for path, mask, is_dir, access, source in data["rules"]:
             plan.rules[path] = Rule(path, mask, is_dir, access, source)
-        for path, source in data["denies"]:  # type: ignore[attr-defined]
+        for path, source in data["denies"]:
             plan.add_deny(path, source)
-        plan.skipped = list(data["skipped"])  # type: ignore[call-overload]
-        plan.decomposed = list(data["decomposed"])  # type: ignore[call-overload]
-        plan.socket_roots = list(data["socket_roots"])  # type: ignore[call-overload]
+        plan.skipped = list(data["skipped"])
+        plan.decomposed = list(data["decomposed"])
+        plan.socket_roots = list(data["socket_roots"])
         plan.network = str(data["network"])
-        plan.connect_ports = tuple(data["connect_ports"])  # type: ignore[call-overload]
-        plan.bind_ports = tuple(data["bind_ports"])  # type: ignore[call-overload]
-        plan.executable = data["executable"]  # type: ignore[assignment]
+        plan.connect_ports = tuple(data["connect_ports"])
+        plan.bind_ports = tuple(data["bind_ports"])
+        plan.executable = data["executable"]
         return plan
 
     @property
@@ -256,8 +261,8 @@ def build_plan(policy: 'Policy', *, argv0: str | None = None, cwd: str | None = 
     for root in protected:
         plan.add_deny(root, "protected nono state")
 
-    for g in grants:
-        _add_grant(plan, g, protected)
+    for grant in grants:
+        _add_grant(plan, grant, protected)
     _add_system_paths(plan, system, protected)
 
     plan.network = policy.network

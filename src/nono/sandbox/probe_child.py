@@ -13,15 +13,19 @@ import socket
 import sys
 import termios
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 
 
-def report(name, closed, detail=""):
+def report(name: str, closed: bool, detail: str = "") -> None:
     sys.stdout.write(f"{name} {'closed' if closed else 'open'} {detail}\n")
 
 
-def attempt(name, fn):
+def attempt(name: str, fn: 'Callable[[], object]') -> None:
     try:
         fn()
     except OSError as exc:
@@ -33,15 +37,15 @@ def attempt(name, fn):
     report(name, False, "succeeded")
 
 
-def sysc(nr, *args):
-    r = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
+def sysc(nr: int, *args: int) -> int:
+    r: int = libc.syscall(nr, *[ctypes.c_long(a) for a in args])
     if r < 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
     return r
 
 
-def main():
+def main() -> None:
     spec = dict(a.split("=", 1) for a in sys.argv[1:])
     sup = os.getppid()
     grant, outside, port = spec["grant"], spec["outside"], int(spec["port"])
@@ -63,7 +67,7 @@ def main():
     capeff = next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:"))
     report("capabilities", int(capeff, 16) == 0, f"CapEff={capeff}")
 
-    def tcp():
+    def tcp() -> None:
         s = socket.socket()
         s.settimeout(2)
         s.connect(("127.0.0.1", port))
@@ -74,44 +78,44 @@ def main():
     attempt("net_packet", lambda: socket.socket(17, socket.SOCK_RAW, 0))
     attempt("net_vsock", lambda: socket.socket(40, socket.SOCK_STREAM, 0))
 
-    def tfo():
+    def tfo() -> None:
         s = socket.socket()
         s.settimeout(2)
         s.sendto(b"x", 0x20000000, ("127.0.0.1", port))
     attempt("net_tcp_fastopen", tfo)
 
-    def listen_autobind():
+    def listen_autobind() -> None:
         s = socket.socket()
         s.listen(1)  # no bind(): the kernel would pick a free port
     attempt("net_listen_autobind", listen_autobind)
     attempt("io_uring", lambda: sysc(425, 8, ctypes.addressof(ctypes.create_string_buffer(120))))
     attempt("keyring", lambda: sysc(int(spec["nr_keyctl"]), 0, -3, 0))  # KEYCTL_GET_KEYRING_ID @u
 
-    def tiocsti():
+    def tiocsti() -> None:
         m, s = os.openpty()
         fcntl.ioctl(s, termios.TIOCSTI, b"x")
     attempt("tty_tiocsti", tiocsti)
     report("new_session", os.getsid(0) != int(spec["sid"]), f"sid={os.getsid(0)}")
 
-    def unix_outside():
+    def unix_outside() -> None:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(2)
         s.connect(os.path.join(outside, "sock"))
     attempt("unix_connect_outside", unix_outside)
 
-    def unix_via_symlink():
+    def unix_via_symlink() -> None:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(2)
         s.connect(os.path.join(grant, "socklink"))
     attempt("unix_connect_symlink", unix_via_symlink)
 
-    def abstract():
+    def abstract() -> None:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(2)
         s.connect("\0" + spec["abstract"])
     attempt("unix_abstract", abstract)
 
-    def userns_mount():
+    def userns_mount() -> None:
         pid = os.fork()
         if pid == 0:
             code = 3

@@ -7,10 +7,18 @@ injection (TIOCSTI, also denied by seccomp) could only reach the program's own
 terminal, never the user's shell.
 """
 
-import _signal
 import fcntl
 import os
 import termios
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal  # _signal has no stubs; signal re-exports it
+    from typing import Any
+
+    from ..kernel.process import Poller
+else:
+    import _signal
 
 _TIOCSCTTY = 0x540E
 _TIOCGWINSZ = 0x5413
@@ -20,7 +28,7 @@ _TIOCSWINSZ = 0x5414
 class PtyRelay:
     def __init__(self, master: int, slave: int) -> None:
         self.master, self.slave = master, slave
-        self._saved: list[object] | None = None
+        self._saved: 'list[Any] | None' = None
         self._stdin_open = True
 
     @classmethod
@@ -40,7 +48,7 @@ class PtyRelay:
         os.close(self.master)
 
     # -- supervisor side ---------------------------------------------------------
-    def register(self, poller: object) -> tuple[int, ...]:
+    def register(self, poller: 'Poller') -> tuple[int, ...]:
         os.close(self.slave)
         self.slave = -1
         try:
@@ -55,8 +63,8 @@ class PtyRelay:
         except termios.error:
             self._saved = None
         _signal.signal(_signal.SIGWINCH, lambda *_: self._copy_winsize())
-        poller.register(0, 0x1)  # type: ignore[attr-defined]  (POLLIN)
-        poller.register(self.master, 0x1)  # type: ignore[attr-defined]
+        poller.register(0, 0x1)  # POLLIN
+        poller.register(self.master, 0x1)
         return (0, self.master)
 
     def _copy_winsize(self) -> None:
@@ -66,13 +74,13 @@ class PtyRelay:
         except OSError:
             pass
 
-    def on_event(self, fd: int, ev: int, poller: object) -> None:
+    def on_event(self, fd: int, ev: int, poller: 'Poller') -> None:
         try:
             data = os.read(fd, 65536)
         except OSError:
             data = b""
         if not data:
-            poller.unregister(fd)  # type: ignore[attr-defined]
+            poller.unregister(fd)
             return
         _write_all(self.master if fd == 0 else 1, data)
 
@@ -90,7 +98,7 @@ class PtyRelay:
     def close(self) -> None:
         if self._saved is not None:
             try:
-                termios.tcsetattr(0, termios.TCSAFLUSH, self._saved)  # type: ignore[arg-type]
+                termios.tcsetattr(0, termios.TCSAFLUSH, self._saved)
             except termios.error:
                 pass
         for fd in (self.master, self.slave):

@@ -9,7 +9,6 @@ Only ``os`` and ``_signal`` are imported here (polling goes through
 :class:`nono.kernel.process.Poller`): this is the ``nono run`` start-up path.
 """
 
-import _signal
 import os
 
 from ..errors import KernelError, SandboxError
@@ -18,7 +17,12 @@ from . import apply as _apply
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal  # _signal has no stubs; signal re-exports it
     from collections.abc import Callable, Mapping
+
+    from .pty_relay import PtyRelay
+else:
+    import _signal
 
 _FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 
@@ -72,7 +76,7 @@ def _read_line(fd: int) -> bytes:
 
 
 def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, str]', *,
-        pty: object | None = None, on_started: 'Callable[[int], None] | None' = None) -> int:
+        pty: 'PtyRelay | None' = None, on_started: 'Callable[[int], None] | None' = None) -> int:
     """Run ``argv`` (``exe`` resolved) under ``prep``; return its exit status.
 
     Raises :class:`ChildFailure` when the sandbox could not be applied (126)
@@ -125,7 +129,7 @@ def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, s
     return 128 - code if code < 0 else code
 
 
-def _forward_signals(pid: int) -> dict[int, object]:
+def _forward_signals(pid: int) -> 'dict[int, _signal._HANDLER]':
     def forward(sig: int, _frame: object) -> None:
         try:
             os.kill(pid, sig)
@@ -147,7 +151,7 @@ def _forward_signals(pid: int) -> dict[int, object]:
         except ProcessLookupError:
             pass
 
-    old: dict[int, object] = {}
+    old: 'dict[int, _signal._HANDLER]' = {}
     for name in _FORWARDED:
         sig = getattr(_signal, name)
         old[sig] = _signal.signal(sig, forward)
@@ -156,7 +160,7 @@ def _forward_signals(pid: int) -> dict[int, object]:
     return old
 
 
-def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prepared', pty: object | None) -> tuple[int, bytes]:
+def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prepared', pty: 'PtyRelay | None') -> tuple[int, bytes]:
     P = process
     poller = P.Poller()
     poller.register(pidfd, P.POLLIN)
@@ -166,13 +170,13 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prep
         poller.register(listener, P.POLLIN)
     tty_fds: tuple[int, ...] = ()
     if pty is not None:
-        tty_fds = pty.register(poller)  # type: ignore[attr-defined]
+        tty_fds = pty.register(poller)
     tail = b""
     while True:
         for fd, ev in poller.poll():
             if fd == pidfd:
                 if pty is not None:
-                    pty.drain()  # type: ignore[attr-defined]
+                    pty.drain()
                 _, status = os.waitpid(pid, 0)
                 if report_r >= 0:
                     tail += _read_line(report_r)
@@ -193,5 +197,5 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prep
                 else:
                     poller.unregister(report_r)
                     report_r = -1
-            elif fd in tty_fds:
-                pty.on_event(fd, ev, poller)  # type: ignore[attr-defined]
+            elif fd in tty_fds and pty is not None:
+                pty.on_event(fd, ev, poller)
