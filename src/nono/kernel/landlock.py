@@ -147,6 +147,18 @@ class Ruleset:
             ) from exc
         os.set_inheritable(self.fd, False)
 
+    @classmethod
+    def adopt(cls, fd: int, *, handle_tcp: bool) -> 'Ruleset':
+        """Wrap an existing ruleset fd (built elsewhere from the same plan)."""
+        self = cls.__new__(cls)
+        self.abi = abi_version()
+        self.fd = fd
+        self.handled_fs = fs_rights(self.abi)
+        self.handled_net = (NET_BIND_TCP | NET_CONNECT_TCP) if handle_tcp else 0
+        self.scoped = (SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET) if self.abi >= 6 else 0
+        os.set_inheritable(fd, False)
+        return self
+
     def allow_path_fd(self, path_fd: int, access: int, *, is_dir: bool) -> int:
         """Grant ``access`` beneath the file or directory open as ``path_fd``.
 

@@ -25,12 +25,18 @@ class Prepared:
     unsandboxed parent; a child only has to call ``restrict_self``.
     """
 
-    def __init__(self, plan: 'Plan', *, mediate_unix: bool = True) -> None:
+    def __init__(self, plan: 'Plan', *, mediate_unix: bool = True, ruleset_fd: int = -1) -> None:
+        """Build the ruleset from ``plan`` (its kept ``O_PATH`` descriptors), or adopt
+        ``ruleset_fd``: a ruleset another process built from the same plan and passed
+        over ``SCM_RIGHTS``, so the rules stay bound to the inodes checked there."""
         self.plan = plan
-        try:
-            self.ruleset = plan.build_ruleset()
-        finally:
-            plan.close_fds()
+        if ruleset_fd >= 0:
+            self.ruleset = ll.Ruleset.adopt(ruleset_fd, handle_tcp=plan.restrict_network)
+        else:
+            try:
+                self.ruleset = plan.build_ruleset()
+            finally:
+                plan.close_fds()
         self.mediate_unix = mediate_unix
         self.program = seccomp.build_filter(restrict_network=plan.restrict_network, mediate_unix=mediate_unix)
         self.drop_caps = os.geteuid() == 0 or process.effective_capabilities() != 0
