@@ -87,11 +87,27 @@ def test_executable_and_venv_runtime_are_granted(home, tmp_path):
         assert os.path.realpath(sys.prefix) in plan.rules or sys.prefix in plan.rules
 
 
-def test_socket_roots_only_user_grants(home):
-    plan = build_plan(nono.Policy().allow(str(home / "proj")))
-    assert plan.socket_allowed(str(home / "proj" / "s.sock"))
-    assert not plan.socket_allowed("/tmp/ssh-XXXX/agent.1")  # /tmp is granted, but by the system group
-    assert not plan.socket_allowed(str(home / ".ssh" / "agent.sock"))
+def test_socket_creation_follows_make_sock(home):
+    plan = build_plan(nono.Policy().allow(str(home / "proj")).allow_read(str(home / ".config" / "app")))
+    assert plan.may_make_socket(str(home / "proj"), "s.sock")
+    assert not plan.may_make_socket(str(home / ".config" / "app"), "s.sock")  # read-only grant
+    assert not plan.may_make_socket(str(home), "s.sock")  # not granted
+
+
+def test_explicit_unix_sockets_are_pinned(home):
+    import socket
+
+    path = home / "proj" / "srv.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    try:
+        plan = build_plan(nono.Policy().allow_unix_socket(str(path)))
+        st = os.stat(path)
+        assert plan.unix_sockets == [(str(path), st.st_dev, st.st_ino)]
+        with pytest.raises(PolicyError, match="not a unix socket"):
+            build_plan(nono.Policy().allow_unix_socket(str(home / "notes.txt")))
+    finally:
+        srv.close()
 
 
 def test_plan_roundtrip(home):

@@ -278,7 +278,9 @@ def _run_like(command: str, rest: list[str]) -> int:
     for g in _self_grants():
         policy = policy.with_grant(g)
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None)
-    skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd")]
+    skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
+    for note in plan.notes:
+        out.warn(note)
     if opts["dry_run"]:
         capabilities(out, plan, None, _v())
         if skipped:

@@ -13,17 +13,20 @@ What the filter does (each item has an enforcement test):
   are shared by every process of the uid), ``bpf``, ``perf_event_open`` and
   ``userfaultfd``; deny ``ioctl(TIOCSTI)`` and ``ioctl(TIOCLINUX)`` (typing into
   the user's terminal); on x86-64 deny the x32 ABI; kill on a foreign arch.
-* with ``mediate_unix``: hand ``connect``, ``sendmsg``, ``sendmmsg`` and
-  ``sendto`` with a destination address to a supervisor through seccomp user
-  notification; it decides AF_UNIX pathname connects against the grants
-  (Landlock ABI <= 7 does not mediate them) and continues everything else.
-* with ``restrict_network``: allow only AF_UNIX, TCP over AF_INET/AF_INET6
-  (so Landlock's TCP rules apply) and NETLINK_ROUTE sockets: no UDP, raw,
-  packet, vsock or MPTCP sockets; deny ``MSG_FASTOPEN`` sends, which connect
-  without ``connect()`` and which Landlock does not check (measured on 6.18);
-  and (with ``mediate_unix``) hand ``listen`` to the mediator, because
-  ``listen()`` on an unbound socket picks a port without ``bind()``, which
-  Landlock does not check either.
+* always: AF_UNIX sockets only as stream or seqpacket. A datagram socket can
+  send to any socket path with ``sendto()``, and no filter can check that
+  address race-free, so the sandbox gets none.
+* with ``mediate_unix``: hand ``connect`` and ``bind`` (and ``listen`` with a
+  restricted network) to an unsandboxed mediator through seccomp user
+  notification. The mediator performs them itself and never answers
+  "continue" (see :mod:`nono.sandbox.mediator`): Landlock (ABI <= 7) does not
+  check ``connect()`` to pathname unix sockets.
+* with ``restrict_network``: allow only TCP over AF_INET/AF_INET6 and
+  NETLINK_ROUTE besides AF_UNIX: no UDP, raw, packet, vsock or MPTCP sockets;
+  deny ``MSG_FASTOPEN`` sends, which connect without ``connect()`` and which
+  Landlock does not check (measured on 6.18). ``listen()`` on an unbound socket
+  picks a port without ``bind()``, which Landlock does not check either: the
+  mediator refuses it.
 """
 
 import os
@@ -62,6 +65,7 @@ TIOCLINUX = 0x541C
 MSG_FASTOPEN = 0x20000000
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 SOCK_STREAM = 1
+SOCK_SEQPACKET = 5
 IPPROTO_TCP = 6
 NETLINK_ROUTE = 0
 
@@ -77,10 +81,10 @@ class Arch:
 
 _COMMON = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "pidfd_getfd": 438}
 ARCHES = {
-    "x86_64": Arch(0xC000003E, True, dict(_COMMON, socket=41, connect=42, sendto=44, sendmsg=46, listen=50, socketpair=53,
+    "x86_64": Arch(0xC000003E, True, dict(_COMMON, socket=41, connect=42, sendto=44, sendmsg=46, bind=49, listen=50, socketpair=53, statx=332,
                                            ioctl=16, sendmmsg=307, keyctl=250, add_key=248, request_key=249,
                                            seccomp=317, bpf=321, perf_event_open=298, userfaultfd=323, capset=126)),
-    "aarch64": Arch(0xC00000B7, False, dict(_COMMON, socket=198, socketpair=199, listen=201, connect=203, sendto=206, sendmsg=211,
+    "aarch64": Arch(0xC00000B7, False, dict(_COMMON, socket=198, socketpair=199, bind=200, listen=201, connect=203, sendto=206, sendmsg=211, statx=291,
                                              ioctl=29, sendmmsg=269, keyctl=219, add_key=217, request_key=218,
                                              seccomp=277, bpf=280, perf_event_open=241, userfaultfd=282, capset=91)),
 }
@@ -153,17 +157,20 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: 'Arch | No
                  "bpf", "perf_event_open", "userfaultfd"):
         p.jmp(_JEQ, n[name], "eperm", None)
     p.jmp(_JEQ, n["ioctl"], "ioctl", None)
+    p.jmp(_JEQ, n["socket"], "socket", None)
+    p.jmp(_JEQ, n["socketpair"], "socketpair", None)
     if mediate_unix:
+        # The mediator performs these itself and never lets the kernel "continue"
+        # them: a continued call re-reads its fd and address, which another thread
+        # may have swapped after the check (seccomp_unotify(2)).
         p.jmp(_JEQ, n["connect"], "notify", None)
-    if mediate_unix or restrict_network:
-        p.jmp(_JEQ, n["sendto"], "sendto", None)
-        p.jmp(_JEQ, n["sendmsg"], "sendmsg", None)
-        p.jmp(_JEQ, n["sendmmsg"], "sendmmsg", None)
-    if restrict_network:
-        p.jmp(_JEQ, n["socket"], "socket", None)
-        p.jmp(_JEQ, n["socketpair"], "socketpair", None)
-        if mediate_unix:
+        p.jmp(_JEQ, n["bind"], "notify", None)
+        if restrict_network:
             p.jmp(_JEQ, n["listen"], "notify", None)
+    if restrict_network:
+        p.jmp(_JEQ, n["sendto"], "fastopen3", None)
+        p.jmp(_JEQ, n["sendmsg"], "fastopen2", None)
+        p.jmp(_JEQ, n["sendmmsg"], "fastopen3", None)
     p.ret(RET_ALLOW)
 
     p.label("ioctl")  # the request number is an unsigned int: the low word decides
@@ -171,31 +178,19 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: 'Arch | No
     p.jmp(_JEQ, TIOCSTI, "eperm", None)
     p.jmp(_JEQ, TIOCLINUX, "eperm", "allow")
 
-    if mediate_unix or restrict_network:
-        after = "notify" if mediate_unix else "allow"
-        p.label("sendto")
-        if restrict_network:
-            p.ld(_arg_lo(3))
-            p.jmp(_JSET, MSG_FASTOPEN, "eperm", None)
-        if mediate_unix:  # only sends that carry a destination address
-            p.ld(_arg_lo(4))
-            p.jmp(_JEQ, 0, None, "notify")
-            p.ld(_arg_hi(4))
-            p.jmp(_JEQ, 0, "allow", "notify")
-        else:
-            p.ret(RET_ALLOW)
-        for name, flags_arg in (("sendmsg", 2), ("sendmmsg", 3)):
-            p.label(name)
-            if restrict_network:
-                p.ld(_arg_lo(flags_arg))
-                p.jmp(_JSET, MSG_FASTOPEN, "eperm", after)
-            else:
-                p.ret(RET_USER_NOTIF)
+    if restrict_network:  # MSG_FASTOPEN connects without connect(): flags are arg 3 (sendto, sendmmsg) or 2 (sendmsg)
+        for label, arg in (("fastopen3", 3), ("fastopen2", 2)):
+            p.label(label)
+            p.ld(_arg_lo(arg))
+            p.jmp(_JSET, MSG_FASTOPEN, "eperm", "allow")
 
+    # socket(): AF_UNIX only as stream or seqpacket (a datagram socket could send to
+    # any path with sendto(), which no syscall filter can check race-free). With a
+    # restricted network, also TCP over IPv4/IPv6 and NETLINK_ROUTE, nothing else.
+    p.label("socket")
+    p.ld(_arg_lo(0))
+    p.jmp(_JEQ, AF_UNIX, "unix_type", None)
     if restrict_network:
-        p.label("socket")
-        p.ld(_arg_lo(0))
-        p.jmp(_JEQ, AF_UNIX, "allow", None)
         p.jmp(_JEQ, AF_INET, "inet", None)
         p.jmp(_JEQ, AF_INET6, "inet", None)
         p.jmp(_JEQ, AF_NETLINK, "netlink", "eperm")
@@ -209,9 +204,16 @@ def build_filter(*, restrict_network: bool, mediate_unix: bool, arch: 'Arch | No
         p.label("netlink")
         p.ld(_arg_lo(2))
         p.jmp(_JEQ, NETLINK_ROUTE, "allow", "eperm")
-        p.label("socketpair")
-        p.ld(_arg_lo(0))
-        p.jmp(_JEQ, AF_UNIX, "allow", "eperm")
+    else:
+        p.ret(RET_ALLOW)
+    p.label("socketpair")
+    p.ld(_arg_lo(0))
+    p.jmp(_JEQ, AF_UNIX, "unix_type", "eperm" if restrict_network else "allow")
+    p.label("unix_type")
+    p.ld(_arg_lo(1))
+    p.op(_AND, 0xF)
+    p.jmp(_JEQ, SOCK_STREAM, "allow", None)
+    p.jmp(_JEQ, SOCK_SEQPACKET, "allow", "eperm")
 
     p.label("allow")
     p.ret(RET_ALLOW)

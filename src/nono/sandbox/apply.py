@@ -168,7 +168,7 @@ def describe(plan: 'Plan', status: dict[str, object]) -> dict[str, object]:
             "connect_ports": list(plan.connect_ports),
             "bind_ports": list(plan.bind_ports),
         },
-        "unix_socket_roots": plan.socket_roots,
+        "unix_sockets": [u[0] for u in plan.unix_sockets],
         "executable": plan.executable,
         "protections": status,
     }

@@ -1,35 +1,54 @@
-"""Mediation of AF_UNIX traffic for the sandbox, via seccomp user notification.
+"""The unsandboxed side of the seccomp filter: socket operations done on the sandbox's behalf.
 
 Landlock (ABI <= 7) does not check ``connect()`` to a pathname unix socket, so
-a sandboxed process could talk to the Docker daemon, the user's ssh-agent or
-the D-Bus session bus. The seccomp filter hands ``connect`` and addressed
-sends to this unsandboxed mediator, which decides from the plan:
+a sandboxed process could talk to the Docker daemon (root on the host), the
+user's ssh-agent or tmux server. The seccomp filter therefore hands
+``connect`` and ``bind`` (and, with a restricted network, ``listen``) to this
+mediator through seccomp user notification.
 
-* sockets that are not AF_UNIX: continue (Landlock's TCP rules apply);
-* AF_UNIX ``connect`` to a pathname: allowed only beneath a grant you made
-  (``--allow``/``--read``/``--write``/``--allow-cwd``/``--allow-unix-socket``,
-  not the system defaults such as ``/tmp``) and not inside a deny group. The
-  mediator performs the connect itself on a duplicate of the sandbox's socket,
-  with the path it checked, so the sandbox cannot swap the address after the
-  check; it then checks the peer's bound address too (a swapped symlink shows
-  up there) and shuts the socket down if it is not allowed;
-* abstract and unnamed AF_UNIX addresses: refused (EPERM);
-* ``listen`` (only sent here when the network is restricted): refused
-  (EACCES) on an AF_INET/AF_INET6 socket that is not bound yet, because the
-  kernel would bind it to a free port itself, and Landlock checks only
-  ``bind()``. A bound socket was checked by Landlock at ``bind()`` and cannot
-  be re-bound, so it continues;
-* datagrams with an explicit address (``sendto``/``sendmsg`` with a name):
-  refused (EACCES), ``connect()`` first; ``sendmsg`` on a connected datagram
-  socket is performed by the mediator (no ancillary data), so the address
-  cannot be swapped in after the check; ``sendmmsg`` on datagram unix sockets
-  is refused. Stream and seqpacket sockets continue (the kernel ignores or
-  rejects an address on them).
+The one rule: **the mediator never answers "continue".** A continued system
+call is re-executed by the kernel, which looks the fd number and the address up
+again; another thread of the sandbox may have swapped either after the check
+(seccomp_unotify(2) warns about exactly this). Instead the mediator takes its
+own duplicate of the sandbox's socket (``pidfd_getfd``), decides, performs the
+operation itself with the address it checked, and returns the result. The
+sandbox's socket is the same open file description, so it ends up connected,
+bound or listening.
+
+Decisions:
+
+* ``connect`` to a pathname unix socket: allowed only to a socket *inode* the
+  policy names (``--allow-unix-socket``, pinned when planning) or one the
+  sandbox itself created (recorded at its ``bind``). The path is opened with
+  ``O_PATH`` (following symlinks) and the mediator connects through
+  ``/proc/self/fd/N``, so what was checked is what is connected; moving,
+  linking or symlinking someone else's socket into a grant gains nothing.
+  Abstract and unnamed addresses are refused.
+* ``connect`` on TCP sockets with a restricted network: only to ports the
+  policy opens (``--allow-connect-port``), like Landlock's rule would.
+  Otherwise, and for every other family, the connect is performed as asked.
+* ``bind`` of a pathname unix socket: allowed where Landlock would allow
+  ``MAKE_SOCK`` (the directory is granted for writing and the path is not
+  denied); done through an ``O_PATH`` descriptor of the checked directory. The
+  new socket's inode is recorded for later connects, unless its birth time
+  shows the path was swapped for an older file in the meantime. TCP ``bind``
+  with a restricted network: only ports the policy opens (``--listen-port``),
+  and below ``net.ipv4.ip_unprivileged_port_start`` only if the sandbox kept
+  CAP_NET_BIND_SERVICE (it never does).
+* ``listen`` (restricted network): refused on a TCP socket that is not bound
+  yet, because the kernel would pick a port itself, and Landlock checks only
+  ``bind()``.
+* A blocking ``connect`` that is still in progress is finished
+  asynchronously: the caller stays blocked until the socket is writable,
+  while the mediator serves other requests.
+* Anything unexpected is refused (fail closed).
 """
 
 import fcntl
 import os
+import time
 
+from .. import _ffi
 from ..kernel import process
 from ..kernel import seccomp as sc
 
@@ -38,165 +57,307 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 _SOL_SOCKET = 1
-_SO_TYPE = 3
-_SOCK_STREAM, _SOCK_DGRAM, _SOCK_SEQPACKET = 1, 2, 5
-_EPERM, _EBADF, _EACCES, _EINVAL, _ENOTSOCK, _ENOMEM = 1, 9, 13, 22, 88, 12
-_MSG_DONTWAIT = 0x40
-_MAX_DGRAM = 1 << 20
+_SO_ERROR, _SO_TYPE, _SO_DOMAIN = 4, 3, 39
+_AF_UNSPEC, _AF_UNIX, _AF_INET, _AF_INET6 = 0, 1, 2, 10
+_SOCK_STREAM = 1
+_EPERM, _ENOENT, _EINTR, _EBADF, _EACCES = 1, 2, 4, 9, 13
+_EINVAL, _ENOTSOCK, _ENAMETOOLONG, _ECONNREFUSED, _EINPROGRESS = 22, 88, 36, 111, 115
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_BASIC_BTIME = 0x7FF | 0x800
+_PIDFD_THREAD = 0x80  # O_EXCL: a pidfd for one thread (Linux 6.9+)
+
+
+def _unprivileged_port_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1024
 
 
 class Mediator:
-    """Answers seccomp notifications for one listener fd."""
+    """Answers seccomp notifications for one listener fd (see the module docstring)."""
 
     def __init__(self, listener: int, plan: 'Plan') -> None:
         self.fd = listener
         self.plan = plan
-        a = sc.current_arch().nr
-        self._connect, self._sendto, self._sendmsg, self._sendmmsg = a["connect"], a["sendto"], a["sendmsg"], a["sendmmsg"]
-        self._listen = a["listen"]
+        nr = sc.current_arch().nr
+        self._connect, self._bind, self._listen = nr["connect"], nr["bind"], nr["listen"]
+        self._statx = nr["statx"]
+        self.sockets: set[tuple[int, int]] = {(dev, ino) for _p, dev, ino in plan.unix_sockets}
         self.denials: list[str] = []
+        self.waiting: dict[int, tuple[int, int]] = {}  # our dup fd -> (notification id, flags to restore)
+        self._new_waiting: list[int] = []
+        self._low_ports = _unprivileged_port_start()
 
+    # -- the notification loop -----------------------------------------------
     def handle(self) -> bool:
         """Receive and answer one notification. False when no sandboxed process is left."""
         buf = bytearray(sc.NOTIF_SIZE)
         try:
             fcntl.ioctl(self.fd, sc.IOCTL_NOTIF_RECV, buf, True)
         except OSError as exc:
-            return exc.errno in (4, 2)  # EINTR, or ENOENT: the caller died before we read
+            return exc.errno in (_EINTR, _ENOENT)  # ENOENT: the caller died before we read
         nid = int.from_bytes(buf[0:8], "little")
-        pid = int.from_bytes(buf[8:12], "little")
+        tid = int.from_bytes(buf[8:12], "little")
         nr = int.from_bytes(buf[16:20], "little", signed=True)
         args = [int.from_bytes(buf[32 + 8 * i : 40 + 8 * i], "little") for i in range(6)]
         try:
-            val, err, flags = self._decide(nid, pid, nr, args)
+            result = self._decide(nid, tid, nr, args)
         except Exception as exc:  # fail closed on anything unexpected
             if os.environ.get("NONO_DEBUG_MEDIATOR"):
                 import traceback
 
                 traceback.print_exception(exc)
-            val, err, flags = 0, -_EPERM, 0
-        resp = nid.to_bytes(8, "little") + val.to_bytes(8, "little", signed=True) + err.to_bytes(4, "little", signed=True) + flags.to_bytes(4, "little")
+            result = (0, -_EPERM)
+        if result is not None:
+            self._respond(nid, *result)
+        return True
+
+    def take_new_waiting(self) -> list[int]:
+        """Descriptors of connects now in progress: poll them for POLLOUT, then call :meth:`complete`."""
+        new, self._new_waiting = self._new_waiting, []
+        return new
+
+    def complete(self, fd: int) -> None:
+        """Finish an in-progress connect on ``fd`` (our duplicate) and answer its caller."""
+        nid, _flags = self.waiting.pop(fd)
+        try:
+            import _socket
+
+            s = _socket.socket(fileno=fd)
+            err = s.getsockopt(_SOL_SOCKET, _SO_ERROR)
+            s.detach()
+        except OSError as exc:
+            err = exc.errno or _EPERM
+        os.close(fd)
+        self._respond(nid, 0, -err if err else 0)
+
+    def close(self) -> None:
+        for fd in list(self.waiting):
+            os.close(fd)
+        self.waiting.clear()
+
+    def _respond(self, nid: int, val: int, err: int) -> None:
+        resp = (nid.to_bytes(8, "little") + val.to_bytes(8, "little", signed=True)
+                + err.to_bytes(4, "little", signed=True) + (0).to_bytes(4, "little"))
         try:
             fcntl.ioctl(self.fd, sc.IOCTL_NOTIF_SEND, bytearray(resp), True)
         except OSError:
             pass  # the caller died or was interrupted: nothing to answer
-        return True
 
-    # -- decisions -----------------------------------------------------------
-    def _decide(self, nid: int, pid: int, nr: int, args: list[int]) -> tuple[int, int, int]:
-        cont = (0, 0, sc.USER_NOTIF_FLAG_CONTINUE)
-        try:
-            pidfd = _pidfd_for_thread(pid)
-        except OSError:
-            return 0, -_EPERM, 0
-        try:
-            fcntl.ioctl(self.fd, sc.IOCTL_NOTIF_ID_VALID, bytearray(nid.to_bytes(8, "little")), True)
-            try:
-                sock_fd = process.pidfd_getfd(pidfd, args[0] & 0xFFFFFFFF)
-            except OSError as exc:
-                return 0, -(exc.errno or _EBADF), 0
-        finally:
-            os.close(pidfd)
-        import _socket
-
-        try:
-            sock = _socket.socket(fileno=sock_fd)
-        except OSError:
-            os.close(sock_fd)
-            return 0, -_ENOTSOCK, 0
-        try:
-            if nr == self._listen:
-                if sock.family in (_socket.AF_INET, _socket.AF_INET6) and sock.getsockname()[1] == 0:
-                    return self._deny(pid, "listen() on an unbound TCP socket (the kernel would pick a port)", _EACCES)
-                return cont
-            if sock.family != _socket.AF_UNIX:
-                return cont
-            if nr == self._connect:
-                return self._do_connect(sock, pid, args)
-            if sock.getsockopt(_SOL_SOCKET, _SO_TYPE) in (_SOCK_STREAM, _SOCK_SEQPACKET):
-                return cont
-            if nr == self._sendto:
-                return self._deny(pid, "datagram to an explicit unix address", _EACCES)
-            if nr == self._sendmsg:
-                return self._do_sendmsg(sock, pid, args)
-            return self._deny(pid, "sendmmsg on a datagram unix socket", _EPERM)
-        finally:
-            sock.close()
-
-    def _deny(self, pid: int, what: str, err: int) -> tuple[int, int, int]:
+    def _deny(self, what: str, err: int) -> 'tuple[int, int]':
         if len(self.denials) < 100:
             self.denials.append(what)
-        return 0, -err, 0
+        return 0, -err
 
-    def _do_connect(self, sock: object, pid: int, args: list[int]) -> tuple[int, int, int]:
-        length = args[2] & 0xFFFFFFFF
-        if length <= 2 or length > 110:
-            return self._deny(pid, "unix connect to an unnamed address", _EINVAL)
-        raw = _read_mem(pid, args[1], length)
-        if int.from_bytes(raw[0:2], "little") != 1:
-            return 0, -_EINVAL, 0
-        name = raw[2:]
-        if name[:1] == b"\0":
-            return self._deny(pid, "unix connect to an abstract socket", _EPERM)
-        path = os.fsdecode(name.split(b"\0", 1)[0])
-        if not path.startswith("/"):
-            path = os.path.join(os.readlink(f"/proc/{pid}/cwd"), path)
-        real = os.path.realpath(path)
-        if not self.plan.socket_allowed(real):
-            return self._deny(pid, f"unix connect to {path}", _EACCES)
-        flags = fcntl.fcntl(sock.fileno(), fcntl.F_GETFL)  # type: ignore[attr-defined]
+    def _valid(self, nid: int) -> None:
+        fcntl.ioctl(self.fd, sc.IOCTL_NOTIF_ID_VALID, bytearray(nid.to_bytes(8, "little")), True)
+
+    # -- decisions -----------------------------------------------------------
+    def _decide(self, nid: int, tid: int, nr: int, args: 'list[int]') -> 'tuple[int, int] | None':
+        pidfd = _pidfd_for_thread(tid)
         try:
-            fcntl.fcntl(sock.fileno(), fcntl.F_SETFL, flags | os.O_NONBLOCK)  # type: ignore[attr-defined]
-            sock.connect(real)  # type: ignore[attr-defined]
-        except OSError as exc:
-            return 0, -(exc.errno or _EACCES), 0
-        finally:
-            fcntl.fcntl(sock.fileno(), fcntl.F_SETFL, flags)  # type: ignore[attr-defined]
-        try:
-            peer = sock.getpeername()  # type: ignore[attr-defined]
-        except OSError:
-            peer = ""
-        peer_s = os.fsdecode(peer) if isinstance(peer, (bytes, str)) else ""
-        if not peer_s.startswith("/") or not self.plan.socket_allowed(os.path.realpath(peer_s)):
+            self._valid(nid)  # the pidfd names the task that is waiting, not a reused pid
             try:
-                sock.shutdown(2)  # type: ignore[attr-defined]
-            except OSError:
-                pass
-            return self._deny(pid, f"unix connect to {path} (peer {peer_s or 'unnamed'})", _EACCES)
-        return 0, 0, 0
-
-    def _do_sendmsg(self, sock: object, pid: int, args: list[int]) -> tuple[int, int, int]:
-        hdr = _read_mem(pid, args[1], 56)
-        name_ptr = int.from_bytes(hdr[0:8], "little")
-        name_len = int.from_bytes(hdr[8:12], "little")
-        iov_ptr = int.from_bytes(hdr[16:24], "little")
-        iov_len = int.from_bytes(hdr[24:32], "little")
-        ctl_len = int.from_bytes(hdr[40:48], "little")
-        if name_ptr and name_len:
-            return self._deny(pid, "datagram to an explicit unix address", _EACCES)
-        if ctl_len:
-            return self._deny(pid, "ancillary data on a datagram unix socket", _EPERM)
-        if iov_len > 1024:
-            return 0, -_EINVAL, 0
-        iovs = _read_mem(pid, iov_ptr, 16 * iov_len) if iov_len else b""
-        chunks = []
-        total = 0
-        for i in range(iov_len):
-            base = int.from_bytes(iovs[16 * i : 16 * i + 8], "little")
-            ln = int.from_bytes(iovs[16 * i + 8 : 16 * i + 16], "little")
-            total += ln
-            if total > _MAX_DGRAM:
-                return 0, -_ENOMEM, 0
-            if ln:
-                chunks.append(_read_mem(pid, base, ln))
+                dup = process.pidfd_getfd(pidfd, args[0] & 0xFFFFFFFF)
+            except OSError as exc:
+                return 0, -(exc.errno or _EBADF)
+        finally:
+            os.close(pidfd)
+        keep = False
         try:
-            sent = sock.send(b"".join(chunks), (args[2] & 0xFFFFFFFF) | _MSG_DONTWAIT)  # type: ignore[attr-defined]
+            family = _sockopt(dup, _SO_DOMAIN)
+            if family is None:
+                return 0, -_ENOTSOCK
+            if nr == self._listen:
+                return self._do_listen(dup, family, args[1] & 0xFFFFFFFF)
+            length = args[2] & 0xFFFFFFFF
+            if length > 128:
+                return 0, -_EINVAL
+            addr = self._read_mem(nid, tid, args[1], length) if length else b""
+            if nr == self._connect:
+                result = self._do_connect(nid, dup, family, addr, tid)
+                keep = result is None
+                return result
+            if nr == self._bind:
+                return self._do_bind(dup, family, addr, tid)
+            return 0, -_EPERM
+        finally:
+            if not keep:
+                os.close(dup)
+
+    def _do_connect(self, nid: int, dup: int, family: int, addr: bytes, tid: int) -> 'tuple[int, int] | None':
+        addr_family = int.from_bytes(addr[0:2], "little") if len(addr) >= 2 else -1
+        if addr_family == _AF_UNSPEC:
+            return self._perform(self._connect, dup, addr)  # dissolves an association
+        if family == _AF_UNIX:
+            if addr_family != _AF_UNIX:
+                return 0, -_EINVAL
+            name = addr[2:]
+            if not name or name[0] == 0:
+                return self._deny("unix connect to an abstract or unnamed address", _EPERM)
+            path = name.split(b"\0", 1)[0]
+            try:
+                target = _open_path(path, tid, os.O_PATH)
+            except OSError as exc:
+                return 0, -(exc.errno or _ECONNREFUSED)
+            try:
+                st = os.fstat(target)
+                import stat as _stat
+
+                if not _stat.S_ISSOCK(st.st_mode):
+                    return 0, -_ECONNREFUSED
+                if (st.st_dev, st.st_ino) not in self.sockets:
+                    return self._deny(f"unix connect to {os.fsdecode(path)}", _EACCES)
+                return self._perform(self._connect, dup, _sockaddr_un(b"/proc/self/fd/%d" % target))
+            finally:
+                os.close(target)
+        if family in (_AF_INET, _AF_INET6) and self.plan.restrict_network and _sockopt(dup, _SO_TYPE) == _SOCK_STREAM:
+            if addr_family != family or len(addr) < 4:
+                return 0, -_EINVAL
+            port = int.from_bytes(addr[2:4], "big")
+            if port not in self.plan.connect_ports:
+                return self._deny(f"TCP connect to port {port}", _EACCES)
+        return self._connect_later(nid, dup, addr)
+
+    def _do_bind(self, dup: int, family: int, addr: bytes, tid: int) -> 'tuple[int, int]':
+        addr_family = int.from_bytes(addr[0:2], "little") if len(addr) >= 2 else -1
+        if family == _AF_UNIX:
+            if addr_family != _AF_UNIX:
+                return 0, -_EINVAL
+            name = addr[2:]
+            if not name or name[0] == 0:
+                return self._perform(self._bind, dup, addr)  # abstract name or autobind: no file
+            path = name.split(b"\0", 1)[0]
+            parent, _, base = path.rpartition(b"/")
+            if base in (b"", b".", b".."):
+                return 0, -_EINVAL
+            if path.startswith(b"/") and not parent:
+                parent = b"/"
+            try:
+                dirfd = _open_path(parent or b".", tid, os.O_PATH | os.O_DIRECTORY)
+            except OSError as exc:
+                return 0, -(exc.errno or _ENOENT)
+            try:
+                directory = os.readlink(f"/proc/self/fd/{dirfd}")
+                if not self.plan.may_make_socket(directory, os.fsdecode(base)):
+                    return self._deny(f"unix bind at {os.fsdecode(path)}", _EACCES)
+                via = b"/proc/self/fd/%d/%s" % (dirfd, base)
+                if len(via) > 107:
+                    return 0, -_ENAMETOOLONG
+                started = time.time()
+                result = self._perform(self._bind, dup, _sockaddr_un(via))
+                if result == (0, 0):
+                    self._record(dirfd, base, started)
+                return result
+            finally:
+                os.close(dirfd)
+        if family in (_AF_INET, _AF_INET6) and addr_family == family and len(addr) >= 4:
+            port = int.from_bytes(addr[2:4], "big")
+            if self.plan.restrict_network and port not in self.plan.bind_ports:
+                return self._deny(f"TCP bind to port {port}", _EACCES)
+            if 0 < port < self._low_ports and os.geteuid() == 0:
+                return self._deny(f"bind to privileged port {port} (capabilities are dropped)", _EACCES)
+        return self._perform(self._bind, dup, addr)
+
+    def _do_listen(self, dup: int, family: int, backlog: int) -> 'tuple[int, int]':
+        import _socket
+
+        s = _socket.socket(fileno=dup)
+        try:
+            if family in (_AF_INET, _AF_INET6) and s.getsockname()[1] == 0:
+                return self._deny("listen() on an unbound TCP socket (the kernel would pick a port)", _EACCES)
+            s.listen(min(backlog, 4096))
+            return 0, 0
         except OSError as exc:
-            return 0, -(exc.errno or _EPERM), 0
-        return sent, 0, 0
+            return 0, -(exc.errno or _EPERM)
+        finally:
+            s.detach()
+
+    def _record(self, dirfd: int, base: bytes, started: float) -> None:
+        """Remember the socket the sandbox just created, unless the name was swapped meanwhile."""
+        buf = _ffi.Buffer(256)
+        try:
+            _ffi.syscall(self._statx, dirfd, base, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_BTIME, buf.address)
+        except OSError:
+            return
+        raw = buf.raw()
+        mask = int.from_bytes(raw[0:4], "little")
+        mode = int.from_bytes(raw[28:30], "little")
+        btime = int.from_bytes(raw[80:88], "little", signed=True) + int.from_bytes(raw[88:92], "little") / 1e9
+        if not mask & 0x800 or mode & 0o170000 != 0o140000 or btime < started - 1.0:
+            return  # no birth time to trust, not a socket, or an older file swapped in: not recorded
+        ino = int.from_bytes(raw[32:40], "little")
+        dev = os.makedev(int.from_bytes(raw[136:140], "little"), int.from_bytes(raw[140:144], "little"))
+        self.sockets.add((dev, ino))
+
+    def _perform(self, nr: int, dup: int, addr: bytes) -> 'tuple[int, int]':
+        """Run ``connect``/``bind`` on our duplicate with ``addr``, now."""
+        buf = _ffi.Buffer(addr)
+        try:
+            _ffi.syscall(nr, dup, buf.address if addr else None, len(addr))
+            return 0, 0
+        except OSError as exc:
+            return 0, -(exc.errno or _EPERM)
+
+    def _connect_later(self, nid: int, dup: int, addr: bytes) -> 'tuple[int, int] | None':
+        """Connect without blocking the mediator: None means in progress, :meth:`complete` answers."""
+        flags = fcntl.fcntl(dup, fcntl.F_GETFL)
+        if flags & os.O_NONBLOCK:
+            return self._perform(self._connect, dup, addr)  # the caller asked for non-blocking semantics
+        fcntl.fcntl(dup, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            result = self._perform(self._connect, dup, addr)
+        finally:
+            fcntl.fcntl(dup, fcntl.F_SETFL, flags)
+        if result == (0, -_EINPROGRESS):
+            self.waiting[dup] = (nid, flags)
+            self._new_waiting.append(dup)
+            return None
+        return result
+
+    def _read_mem(self, nid: int, tid: int, addr: int, length: int) -> bytes:
+        fd = os.open(f"/proc/{tid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._valid(nid)  # still the same task after opening its memory
+            data = os.pread(fd, length, addr)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise OSError(14, "short read of sandboxed memory")
+        return data
 
 
-_PIDFD_THREAD = 0x80  # O_EXCL: a pidfd for one thread (Linux 6.9+)
+def _sockopt(fd: int, opt: int) -> 'int | None':
+    import _socket
+
+    try:
+        s = _socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        return int(s.getsockopt(_SOL_SOCKET, opt))
+    finally:
+        s.detach()
+
+
+def _sockaddr_un(path: bytes) -> bytes:
+    return (_AF_UNIX).to_bytes(2, "little") + path + b"\0"
+
+
+def _open_path(path: bytes, tid: int, flags: int) -> int:
+    """Open ``path`` as the sandboxed thread would name it (its cwd, its ``/proc/self``)."""
+    for own in (b"/proc/self/", b"/proc/thread-self/"):
+        if path.startswith(own):
+            path = b"/proc/%d/" % tid + path[len(own):]
+    if path.startswith(b"/"):
+        return os.open(path, flags | os.O_CLOEXEC)
+    cwd = os.open(f"/proc/{tid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return os.open(path, flags | os.O_CLOEXEC, dir_fd=cwd)
+    finally:
+        os.close(cwd)
 
 
 def _pidfd_for_thread(tid: int) -> int:
@@ -213,29 +374,23 @@ def _pidfd_for_thread(tid: int) -> int:
     raise OSError(3, "no such process")
 
 
-def _read_mem(pid: int, addr: int, length: int) -> bytes:
-    fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.pread(fd, length, addr)
-    finally:
-        os.close(fd)
-    if len(data) != length:
-        raise OSError(14, "short read of sandboxed memory")
-    return data
-
-
-def serve(mediator: 'Mediator') -> None:
+def serve(mediator: Mediator) -> None:
     """Answer notifications until no sandboxed process is left."""
-    import select
-
-    poller = select.poll()
-    poller.register(mediator.fd, select.POLLIN)
+    poller = process.Poller()
+    poller.register(mediator.fd, process.POLLIN)
     while True:
-        for _fd, ev in poller.poll():
-            if ev & select.POLLIN:
-                mediator.handle()
-            elif ev & (select.POLLHUP | select.POLLERR):
-                return
+        for fd, ev in poller.poll():
+            if fd == mediator.fd:
+                if ev & process.POLLIN:
+                    mediator.handle()
+                    for w in mediator.take_new_waiting():
+                        poller.register(w, process.POLLOUT)
+                elif ev & (process.POLLHUP | process.POLLERR | process.POLLNVAL):
+                    mediator.close()
+                    return
+            else:
+                poller.unregister(fd)
+                mediator.complete(fd)
 
 
 def serve_handoff(plan: 'Plan', target: int, report_r: int, ack_w: int) -> None:

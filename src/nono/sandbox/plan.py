@@ -51,7 +51,9 @@ class Plan:
         self.denies: list[tuple[str, str]] = []  # (canonical path, source)
         self.skipped: list[tuple[str, str, str]] = []  # (path, source, reason)
         self.decomposed: list[tuple[str, list[str]]] = []
-        self.socket_roots: list[str] = []
+        # Unix sockets named with --allow-unix-socket: (canonical path, st_dev, st_ino),
+        # pinned when planning so a later swap of the path cannot redirect the grant.
+        self.unix_sockets: list[tuple[str, int, int]] = []
         self.network = "allow"
         self.connect_ports: tuple[int, ...] = ()
         self.bind_ports: tuple[int, ...] = ()
@@ -67,7 +69,7 @@ class Plan:
         return {
             "rules": [(r.path, r.mask, r.is_dir, r.access, r.source) for r in self.rules.values()],
             "denies": self.denies, "skipped": self.skipped, "decomposed": self.decomposed,
-            "socket_roots": self.socket_roots, "network": self.network, "connect_ports": self.connect_ports,
+            "unix_sockets": self.unix_sockets, "network": self.network, "connect_ports": self.connect_ports,
             "bind_ports": self.bind_ports, "executable": self.executable,
         }
 
@@ -80,7 +82,7 @@ class Plan:
             plan.add_deny(path, source)
         plan.skipped = list(data["skipped"])
         plan.decomposed = list(data["decomposed"])
-        plan.socket_roots = list(data["socket_roots"])
+        plan.unix_sockets = [(str(u[0]), int(u[1]), int(u[2])) for u in data["unix_sockets"]]
         plan.network = str(data["network"])
         plan.connect_ports = tuple(data["connect_ports"])
         plan.bind_ports = tuple(data["bind_ports"])
@@ -137,11 +139,22 @@ class Plan:
         prefix = path.rstrip("/") + "/"
         return sorted(d for d in self._deny_src if d.startswith(prefix))
 
-    def socket_allowed(self, path: str) -> bool:
-        """May the sandbox ``connect()`` to the unix socket at canonical ``path``?"""
-        if self.denied_by(path):
+    def may_make_socket(self, directory: str, name: str) -> bool:
+        """May the sandbox create the socket ``name`` in canonical ``directory``?
+
+        The same decision Landlock makes for ``MAKE_SOCK``: a directory rule
+        covering ``directory`` grants it, and the new path is not denied.
+        """
+        if self.denied_by(directory.rstrip("/") + "/" + name):
             return False
-        return any(is_within(path, root) for root in self.socket_roots)
+        p = directory
+        while True:
+            rule = self.rules.get(p)
+            if rule is not None:
+                return rule.is_dir and bool(rule.mask & ll.MAKE_SOCK)
+            if p == "/":
+                return False
+            p = p[: p.rfind("/")] or "/"
 
     def _covered(self, rule: 'Rule') -> bool:
         """Is ``rule`` implied by a directory rule above it (a redundant kernel rule)?"""
@@ -268,8 +281,15 @@ def build_plan(policy: 'Policy', *, argv0: str | None = None, cwd: str | None = 
     plan.network = policy.network
     plan.connect_ports = policy.connect_ports
     plan.bind_ports = policy.bind_ports
-    plan.socket_roots = [r.path for r in plan.rules.values() if r.source in _USER_SOURCES]
-    plan.socket_roots += [_canonical(s) for s in policy.unix_sockets]
+    for sock in policy.unix_sockets:
+        try:
+            st = os.stat(sock)
+        except OSError:
+            plan.skipped.append((sock, "user", "does not exist"))
+            continue
+        if not stat.S_ISSOCK(st.st_mode):
+            raise PolicyError(f"'{sock}' is not a unix socket", path=sock, hint="--allow-unix-socket takes a socket file")
+        plan.unix_sockets.append((_canonical(sock), st.st_dev, st.st_ino))
     return plan
 
 
@@ -347,8 +367,8 @@ def _add_grant(plan: 'Plan', g: 'Grant', protected: list[str]) -> None:
 def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected: list[str]) -> None:
     """:func:`_add_grant` for the many built-in group paths, without per-path objects.
 
-    Same decisions, in one tight loop: this runs on every ``nono run``. A path
-    that needs decomposition takes the general route.
+    Same decisions, in one tight loop: this runs on every ``nono run``. A
+    built-in path that contains denied paths is dropped with a note.
     """
     ancestors, deny_prefixes = plan._index()
     deny_src, rules, fds = plan._deny_src, plan.rules, plan._fds
@@ -371,8 +391,11 @@ def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected
             plan.skipped.append((path, source, f"protected by {plan.denied_by(real)[1]}"))  # type: ignore[index]
             continue
         if is_dir and real in ancestors:
+            # A built-in grant (e.g. /tmp) containing your home or protected paths is
+            # dropped, never decomposed: decomposing it would hand out the rest of home.
             os.close(fd)
-            _add_grant(plan, Grant(path, access, "any", source), protected)
+            plan.skipped.append((path, source, "contains protected paths (is your home directory inside it?)"))
+            plan.notes.append(f"'{path}' is not granted: it contains your home directory or protected paths")
             continue
         old = rules.get(real)
         if old is None:

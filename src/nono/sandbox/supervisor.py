@@ -180,6 +180,8 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prep
                 _, status = os.waitpid(pid, 0)
                 if report_r >= 0:
                     tail += _read_line(report_r)
+                if mediator is not None:
+                    mediator.close()
                 return status, tail
             if fd == listener:
                 if ev & P.POLLIN:
@@ -188,8 +190,13 @@ def _wait(pid: int, pidfd: int, listener: int, report_r: int, prep: '_apply.Prep
 
                         mediator = Mediator(listener, prep.plan)
                     mediator.handle()
+                    for waiting in mediator.take_new_waiting():
+                        poller.register(waiting, P.POLLOUT)
                 elif ev & (P.POLLHUP | P.POLLERR | P.POLLNVAL):
                     poller.unregister(listener)
+            elif mediator is not None and fd in mediator.waiting:
+                poller.unregister(fd)
+                mediator.complete(fd)
             elif fd == report_r:
                 chunk = os.read(report_r, 4096)
                 if chunk:
