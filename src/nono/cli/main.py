@@ -196,6 +196,8 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
             out.err("Skipping CWD prompt (non-interactive). Use --allow-cwd to include working directory.")
     if opts.get("allow_unix_socket"):
         policy = policy.allow_unix_socket(*opts["allow_unix_socket"])  # type: ignore[misc]
+    if opts.get("allow_pty"):
+        policy = policy.allow_pty()
     if opts.get("bypass_protection"):
         policy = policy.bypass_protection(*opts["bypass_protection"])  # type: ignore[misc]
     if opts.get("block_net"):
@@ -277,6 +279,13 @@ def _run_like(command: str, rest: list[str]) -> int:
     policy = policy_from_options(opts, out, ask_cwd=True)
     for g in _self_grants():
         policy = policy.with_grant(g)
+    pty = None
+    if command != "wrap" and not opts["dry_run"] and (command == "shell" or (os.isatty(0) and os.isatty(1))):
+        from ..policy.model import READWRITE, Grant
+        from ..sandbox.pty_relay import PtyRelay
+
+        pty = PtyRelay.create()
+        policy = policy.with_grant(Grant(os.ttyname(pty.slave), READWRITE, "file", "terminal"))
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None)
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in plan.notes:
@@ -299,11 +308,6 @@ def _run_like(command: str, rest: list[str]) -> int:
         return _wrap(prep, exe, program, env)
     from ..sandbox import supervisor
 
-    pty = None
-    if command == "shell" or (os.isatty(0) and os.isatty(1)):
-        from ..sandbox.pty_relay import PtyRelay
-
-        pty = PtyRelay.create()
     try:
         try:
             code = supervisor.run(prep, exe, program, env, pty=pty)
@@ -342,6 +346,7 @@ def _wrap(prep: 'Prepared', exe: str, program: list[str], env: dict[str, str]) -
         os.close(fd)
     sys.stdout.flush()
     sys.stderr.flush()
+    os.closerange(3, 1 << 20)  # like `run`: nothing nono inherited reaches the program
     try:
         os.execve(exe, program, env)
     except OSError as exc:

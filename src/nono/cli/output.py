@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..sandbox.plan import Plan
     from .main import Out
 
-_SHOWN_SOURCES = ("user", "cwd", "executable", "runtime")
+_SHOWN_SOURCES = ("user", "cwd", "executable", "runtime", "terminal")
 
 
 def _short(path: str) -> str:

@@ -40,14 +40,27 @@ def set_dumpable(flag: bool) -> None:
 
 def effective_capabilities() -> int:
     """The CapEff mask of this process, from /proc/self/status."""
+    return capability_sets().get(b"CapEff", 0)
+
+
+def capability_sets() -> 'dict[bytes, int]':
+    """CapInh, CapPrm, CapEff, CapBnd and CapAmb of this process."""
+    out: dict[bytes, int] = {}
     try:
         with open("/proc/self/status", "rb") as f:
             for line in f:
-                if line.startswith(b"CapEff:"):
-                    return int(line.split()[1], 16)
+                if line.startswith(b"Cap"):
+                    key, _, value = line.partition(b":")
+                    out[key] = int(value.split()[0], 16)
     except OSError:
         pass
-    return 0
+    return out
+
+
+def holds_capabilities() -> bool:
+    """Does this process hold, or could it regain, any capability (bounding set aside)?"""
+    sets = capability_sets()
+    return any(sets.get(k, 0) for k in (b"CapInh", b"CapPrm", b"CapEff", b"CapAmb"))
 
 
 def drop_all_capabilities() -> None:
@@ -66,6 +79,8 @@ def drop_all_capabilities() -> None:
         try:
             prctl(PR_CAPBSET_DROP, cap)
         except KernelError as exc:
+            if exc.errno == 1 and os.geteuid() != 0:
+                break  # EPERM without CAP_SETPCAP: the bounding set stays (no_new_privs blocks regaining)
             if exc.errno != 22:  # EINVAL: the kernel does not know this cap
                 raise
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
@@ -75,7 +90,7 @@ def drop_all_capabilities() -> None:
         _ffi.syscall(current_arch().nr["capset"], header, data)
     except OSError as exc:
         raise KernelError(f"capset failed: {exc.strerror}", syscall="capset", errno=exc.errno or 0) from exc
-    if effective_capabilities():
+    if holds_capabilities():
         raise KernelError("capabilities are still present after dropping them", syscall="capset")
 
 

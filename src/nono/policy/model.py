@@ -115,6 +115,15 @@ class Policy:
         new = self._add(paths, READ, "file")
         return new._copy(unix_sockets=new.unix_sockets + tuple(expand(p) for p in paths))
 
+    def allow_pty(self) -> 'Policy':
+        """Let the program create pseudo-terminals (``/dev/pts``).
+
+        Landlock cannot tell a new terminal from an existing one: with this, the
+        program can also open your other terminals of this user and read what
+        you type there. Off by default.
+        """
+        return self._add(["/dev/pts"], READWRITE, "dir")
+
     # -- network ----------------------------------------------------------------
     def block_network(self) -> 'Policy':
         """No outbound or inbound network, except ports you open explicitly."""

@@ -39,7 +39,7 @@ class Prepared:
                 plan.close_fds()
         self.mediate_unix = mediate_unix
         self.program = seccomp.build_filter(restrict_network=plan.restrict_network, mediate_unix=mediate_unix)
-        self.drop_caps = os.geteuid() == 0 or process.effective_capabilities() != 0
+        self.drop_caps = os.geteuid() == 0 or process.holds_capabilities()
         self.status, self.missing = _protections(self.ruleset.abi, plan, mediate_unix, self.drop_caps)
 
     def close(self) -> None:
