@@ -412,7 +412,8 @@ def test_tiocsti_and_tioclinux_denied_and_new_session(world):
     assert ctl["tiocsti_hi"] == "ok"
     assert ctl["tioclinux"] != "tioclinux:EPERM", "control: TIOCLINUX on a pty is not refused with EPERM"
 
-    res, nono_pid = probe_supervised(world, "proc_probe.py", *actions)
+    # --allow-pty: the probe needs a terminal of its own to aim at; seccomp must refuse anyway
+    res, nono_pid = probe_supervised(world, "proc_probe.py", *actions, flags=("--allow-cwd", "--allow-pty"))
     assert res["tiocsti"] == "tiocsti:EPERM"
     assert res["tiocsti_hi"] == "tiocsti:EPERM", "the high 32 bits of the ioctl request must not evade the filter"
     assert res["tioclinux"] == "tioclinux:EPERM"
