@@ -256,7 +256,7 @@ def _interactive() -> bool:
 def _run_like(command: str, rest: list[str]) -> int:
     from ..policy.groups import sanitize_env
     from ..sandbox.apply import Prepared, write_capfile
-    from ..sandbox.plan import build_plan, which
+    from ..sandbox.plan import build_plan, interpreter_paths, which
 
     flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
     opts, program = A.parse(command, flags, rest, trailing=True)
@@ -286,7 +286,8 @@ def _run_like(command: str, rest: list[str]) -> int:
 
         pty = PtyRelay.create()
         policy = policy.with_grant(Grant(os.ttyname(pty.slave), READWRITE, "file", "terminal"))
-    plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None)
+    plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
+                      readonly=interpreter_paths())
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in plan.notes:
         out.warn(note)

@@ -39,7 +39,10 @@ def cmd_why(opts: dict[str, object]) -> int:
         from .main import Out, policy_from_options
 
         policy = policy_from_options(opts, Out(silent=True), ask_cwd=False)
-        view = View.from_plan(build_plan(policy, cwd=str(opts["workdir"]) if opts.get("workdir") else None))
+        from ..sandbox.plan import interpreter_paths
+
+        view = View.from_plan(build_plan(policy, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
+                                         readonly=interpreter_paths()))
     if opts.get("path"):
         op = str(opts.get("op") or "read")
         if op not in ("read", "write", "readwrite"):

@@ -24,7 +24,7 @@ from ..policy.paths import expand, is_within, variables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 _MASKS = {READ: ll.ACCESS_READ, WRITE: ll.ACCESS_WRITE, READWRITE: ll.ACCESS_READ | ll.ACCESS_WRITE}
@@ -59,6 +59,9 @@ class Plan:
         self.bind_ports: tuple[int, ...] = ()
         self.executable: str | None = None
         self.notes: list[str] = []
+        # Paths that must never be writable (where nono and its interpreter load
+        # code from): a write grant containing one is decomposed around it.
+        self.readonly: dict[str, str] = {}
         self._deny_src: dict[str, str] = {}
         self._deny_sorted: set[str] | None = None
         self._deny_prefixes: tuple[str, ...] = ()
@@ -220,9 +223,15 @@ def which(name: str, path_env: str | None = None) -> str | None:
     return None
 
 
-def build_plan(policy: 'Policy', *, argv0: str | None = None, cwd: str | None = None) -> 'Plan':
-    """Resolve ``policy`` against the filesystem now. Raises :class:`PolicyError`."""
+def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None' = None,
+               readonly: 'Iterable[str]' = ()) -> 'Plan':
+    """Resolve ``policy`` against the filesystem now. Raises :class:`PolicyError`.
+
+    ``readonly``: paths no write grant may reach (see :func:`interpreter_paths`).
+    """
     plan = Plan()
+    for p in readonly:
+        plan.readonly[_canonical(p)] = "nono's own installation"
     vars_ = variables(cwd)
     data = _groups.data()
     grants: list[Grant] = list(policy.grants)
@@ -293,6 +302,10 @@ def build_plan(policy: 'Policy', *, argv0: str | None = None, cwd: str | None = 
     return plan
 
 
+def _home() -> str:
+    return os.path.realpath(os.environ.get("HOME") or os.path.expanduser("~"))
+
+
 def _canonical(path: str) -> str:
     """The kernel's canonical name for ``path`` (resolved like ``realpath``)."""
     try:
@@ -357,6 +370,29 @@ def _add_grant(plan: 'Plan', g: 'Grant', protected: list[str]) -> None:
         return
     mask = _MASKS[g.access]
     inner = plan.denies_inside(real) if is_dir else []
+    if g.source in ("executable", "runtime", "nono", "terminal") and (
+            inner or real == "/" or is_within(_home(), real)):
+        # Derived grants never reach home or anything protected, whatever a file said.
+        plan.skipped.append((g.path, g.source, "not granted: it contains your home directory or protected paths"))
+        return
+    if mask & ll.ACCESS_WRITE:
+        for ro in plan.readonly:
+            if is_within(real, ro):
+                mask &= ll.ACCESS_READ  # inside nono's own installation: read-only
+                plan.notes.append(f"'{g.path}' is granted read-only: it is part of nono's own installation")
+                break
+        else:
+            ro_inside = [ro for ro in plan.readonly if ro != real and is_within(ro, real)] if is_dir else []
+            if ro_inside:
+                top = [ro for ro in ro_inside if not any(o != ro and is_within(ro, o) for o in ro_inside)]
+                plan.notes.append(
+                    f"'{g.path}' is granted entry by entry, because nono's own installation "
+                    f"({', '.join(sorted(top))}) lies inside it and must stay read-only; new files directly in "
+                    f"'{g.path}' cannot be created. Install nono outside the directories you grant "
+                    "(for example with pipx) to avoid this.")
+                inner = sorted(set(inner) | set(ro_inside))
+    if not mask:
+        return
     if inner:
         plan.decomposed.append((real, inner))
         _decompose(plan, real, mask, g, inner)
@@ -389,6 +425,11 @@ def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected
         if real in deny_src or real.startswith(deny_prefixes):
             os.close(fd)
             plan.skipped.append((path, source, f"protected by {plan.denied_by(real)[1]}"))  # type: ignore[index]
+            continue
+        if is_dir and access != READ and any(ro != real and is_within(ro, real) for ro in plan.readonly):
+            os.close(fd)
+            plan.skipped.append((path, source, "contains nono's own installation"))
+            plan.notes.append(f"'{path}' is not granted: nono's own installation lies inside it")
             continue
         if is_dir and real in ancestors:
             # A built-in grant (e.g. /tmp) containing your home or protected paths is
@@ -430,6 +471,9 @@ def _decompose(plan: 'Plan', directory: str, mask: int, g: 'Grant', inner: list[
     for entry in entries:
         p = entry.path
         if p in inner:
+            if p in plan.readonly and not plan.denied_by(p) and mask & ll.ACCESS_READ:
+                _put(plan, p, mask & ll.ACCESS_READ, entry.is_dir(follow_symlinks=False),
+                     Grant(p, READ, "any", g.source))
             continue
         deeper = [d for d in inner if d.startswith(p + "/")]
         try:
@@ -449,8 +493,14 @@ def runtime_grants(exe: str) -> 'list[Grant]':
     return _runtime_grants(exe, variables())
 
 
-def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> 'list[Grant]':
-    """Read grants the program needs to start: itself, its interpreter, its runtime prefix."""
+def _runtime_grants(exe: str, vars_: 'dict[str, str]', depth: int = 0) -> 'list[Grant]':
+    """Read grants the program needs to start: itself, its interpreter, its runtime prefix.
+
+    Nothing here trusts the *contents* of files the sandbox may have written
+    (a venv's ``pyvenv.cfg``): a Python base prefix is derived from where the
+    interpreter binary really is, and accepted only if it holds a Python
+    standard library. Shebang interpreters are followed only to executables.
+    """
     real = _canonical(exe)
     out = [Grant(real, READ, "file", "executable")]
     for cand in (exe, real):
@@ -458,26 +508,49 @@ def _runtime_grants(exe: str, vars_: dict[str, str], depth: int = 0) -> 'list[Gr
         if root:
             out.append(Grant(root, READ, "dir", "runtime"))
     venv = os.path.dirname(os.path.dirname(exe))
-    cfg = os.path.join(venv, "pyvenv.cfg")
-    if os.path.isfile(cfg):
+    if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
         out.append(Grant(venv, READ, "dir", "runtime"))
-        try:
-            with open(cfg, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    key, _, value = line.partition("=")
-                    if key.strip() == "home" and value.strip():
-                        home_bin = value.strip()
-                        prefix = os.path.dirname(home_bin) if os.path.basename(home_bin) == "bin" else home_bin
-                        out.append(Grant(_canonical(prefix), READ, "dir", "runtime"))
-        except OSError:
-            pass
+    if os.path.basename(real).startswith("python"):
+        prefix = os.path.dirname(os.path.dirname(real))
+        if _is_python_prefix(prefix):
+            out.append(Grant(prefix, READ, "dir", "runtime"))
     if depth < 2:
         interp = _shebang(real)
         if interp:
             resolved = which(interp)
-            if resolved:
+            if resolved and os.access(resolved, os.X_OK):
                 out.extend(_runtime_grants(resolved, vars_, depth + 1))
     return out
+
+
+def _is_python_prefix(prefix: str) -> bool:
+    """Does ``prefix`` hold a Python standard library (``lib/python3.X/os.py``)?"""
+    try:
+        names = os.listdir(os.path.join(prefix, "lib"))
+    except OSError:
+        return False
+    return any(n.startswith("python3") and os.path.isfile(os.path.join(prefix, "lib", n, "os.py")) for n in names)
+
+
+def interpreter_paths() -> 'list[str]':
+    """Where nono and the interpreter running it load code from.
+
+    A sandbox must never write there: a ``.pth`` or ``sitecustomize.py`` dropped
+    into any of these would run, unsandboxed, in the next nono. The working
+    directory is left out (``python -m nono`` puts it on ``sys.path``; use the
+    ``nono`` command inside projects you grant).
+    """
+    import sys
+
+    cwd = os.path.realpath(os.getcwd())
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    paths.update(p for p in sys.path if p and os.path.isabs(p))
+    out = {os.path.realpath(p) for p in paths if os.path.isdir(p)}
+    out.discard(cwd)
+    out.add(os.path.realpath(sys.executable))
+    if sys.argv and os.path.basename(sys.argv[0]) == "nono" and os.path.isfile(sys.argv[0]):
+        out.add(os.path.realpath(sys.argv[0]))
+    return sorted(p for p in out if p != "/")
 
 
 _managers_cache: dict[str, list[tuple[str, str]]] = {}
