@@ -35,7 +35,10 @@ CLASSES = {
     "keyring": "kernel keyring of the user",
     "unix_connect_outside": "unix socket outside grants (e.g. Docker)",
     "unix_connect_symlink": "unix socket via symlink in a grant",
+    "unix_moved_into_grant": "unix socket of another program moved into a grant",
+    "unix_datagram": "unix datagram socket (sendto any path)",
     "unix_abstract": "abstract unix socket outside the sandbox",
+    "tty_other_terminal": "terminal: open another terminal of yours",
     "userns_mount": "user namespace + mount over paths",
 }
 
@@ -111,6 +114,11 @@ def _attack() -> dict[str, tuple[str, str]]:
     unix.bind(os.path.join(outside, "sock"))
     unix.listen(8)
     os.symlink(os.path.join(outside, "sock"), os.path.join(grant, "socklink"))
+    os.mkdir(os.path.join(grant, "victimdir"))
+    victim = socket.socket(socket.AF_UNIX)
+    victim.bind(os.path.join(grant, "victimdir", "victim.sock"))
+    victim.listen(8)
+    other_master, other_slave = os.openpty()  # stands in for another terminal of the user
     abstract_name = f"nono-setup-{os.getpid()}"
     abstract = socket.socket(socket.AF_UNIX)
     abstract.bind("\0" + abstract_name)
@@ -128,7 +136,7 @@ def _attack() -> dict[str, tuple[str, str]]:
         nr = current_arch().nr
         args = [sys.executable, "-I", "-S", probe, f"grant={grant}", f"outside={outside}", f"port={tcp.getsockname()[1]}",
                 f"abstract={abstract_name}", f"sid={os.getsid(0)}", f"nr_keyctl={nr['keyctl']}",
-                f"nr_ptrace={101 if os.uname().machine == 'x86_64' else 117}"]
+                f"nr_ptrace={101 if os.uname().machine == 'x86_64' else 117}", f"other_tty={os.ttyname(other_slave)}"]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         saved = os.dup(1)
         os.dup2(read_w, 1)
@@ -147,8 +155,10 @@ def _attack() -> dict[str, tuple[str, str]]:
             data += chunk
     finally:
         os.close(read_r)
-        for s in (tcp, unix, abstract):
+        for s in (tcp, unix, abstract, victim):
             s.close()
+        os.close(other_master)
+        os.close(other_slave)
         shutil.rmtree(base, ignore_errors=True)
     results: dict[str, tuple[str, str]] = {}
     for line in data.decode(errors="replace").splitlines():

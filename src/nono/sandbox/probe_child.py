@@ -109,6 +109,15 @@ def main() -> None:
         s.connect(os.path.join(grant, "socklink"))
     attempt("unix_connect_symlink", unix_via_symlink)
 
+    def moved_in() -> None:
+        os.rename(os.path.join(grant, "victimdir", "victim.sock"), os.path.join(grant, "moved.sock"))
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(2)
+        s.connect(os.path.join(grant, "moved.sock"))
+    attempt("unix_moved_into_grant", moved_in)
+    attempt("unix_datagram", lambda: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+    attempt("tty_other_terminal", lambda: open(spec["other_tty"], "rb").close())
+
     def abstract() -> None:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(2)
