@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -29,11 +30,36 @@ PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
 _MAX_IDLE_PER_POLICY = 4
 
 
-class _Helper:
-    """One pre-restricted helper process (see :mod:`nono.sandbox.helper`)."""
+class _Entry:
+    """What the pool keeps per policy: the plan, and its Landlock ruleset built once.
+
+    The ruleset is built here, in the caller, from the ``O_PATH`` descriptors
+    planning opened, and every helper of this policy gets a copy of its fd: a
+    helper never resolves a granted path by name, so a symlink an earlier
+    program planted in place of a granted directory cannot widen a later
+    helper's rules.
+    """
+
+    __slots__ = ("plan", "prep", "setup")
 
     def __init__(self, plan: Plan) -> None:
         import marshal
+
+        from .errors import NonoError
+        from .sandbox.apply import Prepared
+
+        try:
+            self.prep = Prepared(plan)
+        except NonoError as exc:
+            raise SandboxError(f"Sandbox initialization failed: {exc.diagnostics()}") from exc
+        self.plan = plan
+        self.setup = marshal.dumps({"plan": plan.to_dict(), "mediate": True})
+
+
+class _Helper:
+    """One pre-restricted helper process (see :mod:`nono.sandbox.helper`)."""
+
+    def __init__(self, entry: _Entry) -> None:
         import socket
 
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -46,15 +72,31 @@ class _Helper:
         )
         theirs.close()
         self.sock = ours
-        ours.send(marshal.dumps({"plan": plan.to_dict(), "mediate": True}))
-        reply = ours.recv(8192)
+        try:
+            ours.sendmsg([entry.setup], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                          entry.prep.ruleset.fd.to_bytes(4, sys.byteorder))])
+            reply = ours.recv(8192)
+        except OSError:
+            reply = b""
         if reply != b"R":
             self.close()
             detail = reply[2:].decode(errors="replace") if reply.startswith(b"F ") else "helper exited"
             raise SandboxError(f"Sandbox initialization failed: {detail}")
 
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wake(self) -> None:
+        """SIGCONT: a program may have stopped its helper (same Landlock domain)."""
+        try:
+            self.proc.send_signal(signal.SIGCONT)
+        except OSError:
+            pass
+
     def close(self) -> None:
+        """Close the socket: the helper kills what it runs, cleans up and exits."""
         self.sock.close()
+        self.wake()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -68,26 +110,36 @@ class _Pool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.idle: dict[object, list[_Helper]] = {}
-        self.plans: dict[object, Plan] = {}
+        self.entries: dict[object, _Entry] = {}
 
-    def plan_for(self, policy: Policy, exe: str) -> tuple[object, Plan]:
-        from .sandbox.plan import build_plan
+    def entry_for(self, policy: Policy, exe: str) -> tuple[object, _Entry]:
+        from .sandbox.plan import build_plan, interpreter_paths
 
         key = (policy.key(), exe, os.environ.get("HOME"), os.environ.get("TMPDIR"))
         with self.lock:
-            plan = self.plans.get(key)
-        if plan is None:
-            plan = build_plan(policy, argv0=exe)
+            entry = self.entries.get(key)
+        if entry is None:
+            fresh = _Entry(build_plan(policy, argv0=exe, readonly=interpreter_paths()))
             with self.lock:
-                self.plans[key] = plan
-        return key, plan
+                entry = self.entries.setdefault(key, fresh)
+            if entry is not fresh:  # another thread was first
+                fresh.prep.close()
+        return key, entry
 
-    def acquire(self, key: object, plan: Plan) -> _Helper:
+    def acquire(self, key: object, entry: _Entry) -> _Helper:
+        dead: list[_Helper] = []
+        found = None
         with self.lock:
             helpers = self.idle.get(key)
-            if helpers:
-                return helpers.pop()
-        return _Helper(plan)
+            while helpers:
+                h = helpers.pop()
+                if h.alive():
+                    found = h
+                    break
+                dead.append(h)
+        for h in dead:
+            h.close()
+        return found if found is not None else _Helper(entry)
 
     def release(self, key: object, helper: _Helper, healthy: bool) -> None:
         if healthy:
@@ -136,10 +188,15 @@ def run(
     """Run ``args`` confined by ``policy`` and wait for it, like :func:`subprocess.run`.
 
     The environment is sanitised as for ``nono run`` (``LD_PRELOAD``,
-    ``PYTHONPATH``, ... removed). Raises :class:`subprocess.TimeoutExpired`,
+    ``PYTHONPATH``, ... removed). The program receives its three stdio
+    descriptors and no other. Anything the program leaves running is killed
+    when it exits: background jobs and daemons do not outlive the call (they
+    would share the sandbox with the next call).
+
+    Raises :class:`subprocess.TimeoutExpired`,
     :class:`subprocess.CalledProcessError` (with ``check=True``),
     ``FileNotFoundError`` for an unknown program, and :class:`SandboxError`
-    when the sandbox cannot be applied.
+    when the sandbox cannot be applied or its helper process dies.
     """
     from .policy.groups import sanitize_env
     from .sandbox.plan import which
@@ -164,7 +221,7 @@ def run(
         input_b = input.encode(encoding or "utf-8", errors or "strict")
     else:
         input_b = input
-    key, plan = _pool.plan_for(policy, exe)
+    key, entry = _pool.entry_for(policy, exe)
     child_env = sanitize_env(os.environ if env is None else env, policy.env_set)
     to_close: list[int] = []
     ours: dict[str, int] = {}
@@ -172,7 +229,7 @@ def run(
         fd0 = _stdio(stdin, True, to_close, ours, "stdin")
         fd1 = _stdio(stdout, False, to_close, ours, "stdout")
         fd2 = fd1 if stderr == subprocess.STDOUT else _stdio(stderr, False, to_close, ours, "stderr")
-        helper = _pool.acquire(key, plan)
+        helper = _pool.acquire(key, entry)
         healthy = False
         try:
             rc, out, err = _exchange(helper, exe, argv, child_env, cwd, (fd0, fd1, fd2), to_close, ours,
@@ -198,22 +255,26 @@ def run(
 def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], cwd: str | os.PathLike[str] | None,
               fds: tuple[int, int, int], to_close: list[int], ours: dict[str, int],
               input_b: bytes | None, timeout: float | None) -> tuple[int, bytes | None, bytes | None]:
+    """Send one request to ``helper`` and serve the program's stdio until it exits.
+
+    Never trusts the helper to stay alive: it shares a Landlock domain with the
+    program, which may kill or stop it. End of file on the socket raises
+    :class:`SandboxError`; with a ``timeout`` nothing waits past the deadline
+    (plus a 5 s grace for the kill).
+    """
     import marshal
     import select
     import socket
 
     req = marshal.dumps({"exe": exe, "argv": argv, "env": env, "cwd": os.fspath(cwd) if cwd is not None else None})
-    helper.sock.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(
-        fd.to_bytes(4, sys.byteorder) for fd in fds))])
+    try:
+        helper.sock.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(
+            fd.to_bytes(4, sys.byteorder) for fd in fds))])
+    except OSError as exc:
+        raise SandboxError("the sandbox helper stopped unexpectedly") from exc
     for fd in to_close:
         os.close(fd)
     to_close.clear()
-    reply = helper.sock.recv(64)
-    if reply.startswith(b"E "):
-        code = int(reply[2:])
-        raise OSError(code, os.strerror(code), exe)
-    if not reply.startswith(b"S "):
-        raise SandboxError("the sandbox helper stopped unexpectedly")
     deadline = None if timeout is None else time.monotonic() + timeout
     bufs: dict[int, list[bytes]] = {fd: [] for name, fd in ours.items() if name != "stdin"}
     poller = select.poll()
@@ -231,6 +292,15 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
             os.close(in_fd)
             del ours["stdin"]
             in_fd = None
+    started = False
+    if deadline is None:  # the common case: wait for the start reply without a poll round
+        msg = helper.sock.recv(64)
+        if msg.startswith(b"E "):
+            code = int(msg[2:])
+            raise OSError(code, os.strerror(code), exe)
+        if not msg.startswith(b"S "):  # end of file: the helper is gone
+            raise SandboxError("the sandbox helper stopped unexpectedly")
+        started = True
     rc: int | None = None
     open_out = set(bufs)
     killed = False
@@ -240,7 +310,11 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
             left = deadline - time.monotonic()
             if left <= 0:
                 if not killed:
-                    helper.sock.send(b"K 9")
+                    try:
+                        helper.sock.send(b"K 9")
+                    except OSError as exc:
+                        raise SandboxError("the sandbox helper stopped unexpectedly") from exc
+                    helper.wake()
                     killed = True
                     deadline = time.monotonic() + 5
                     continue
@@ -249,14 +323,22 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
         for fd, _ev in poller.poll(wait_ms):
             if fd == sock_fd:
                 msg = helper.sock.recv(64)
-                if not msg.startswith(b"X "):
+                if not started and msg.startswith(b"E "):
+                    code = int(msg[2:])
+                    raise OSError(code, os.strerror(code), exe)
+                if not started and msg.startswith(b"S "):
+                    started = True
+                elif started and msg.startswith(b"X "):
+                    rc = int(msg[2:])
+                    poller.unregister(sock_fd)
+                else:  # end of file: the helper is gone
                     raise SandboxError("the sandbox helper stopped unexpectedly")
-                rc = int(msg[2:])
-                poller.unregister(sock_fd)
             elif fd == in_fd:
                 try:
                     n = os.write(in_fd, pending_in[:65536])
                     pending_in = pending_in[n:]
+                except BlockingIOError:
+                    continue
                 except BrokenPipeError:
                     pending_in = b""
                 if not pending_in:
@@ -317,7 +399,7 @@ class Sandbox:
         Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
         """
         from .sandbox.apply import Prepared, enter, spawn_detached_mediator, write_capfile
-        from .sandbox.plan import build_plan
+        from .sandbox.plan import build_plan, interpreter_paths
 
         threads = _thread_count()
         if threads != 1:
@@ -326,7 +408,7 @@ class Sandbox:
                 hint="Landlock restricts only the calling thread on this kernel; apply the sandbox before starting threads, "
                      "or use nono.run() to confine a child process instead",
             )
-        plan = build_plan(_with_interpreter(policy))
+        plan = build_plan(_with_interpreter(policy), readonly=interpreter_paths())
         prep = Prepared(plan)
         try:
             handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None

@@ -9,7 +9,9 @@ program, which inherits the sandbox for free.
 
 Protocol over a SOCK_SEQPACKET socketpair (one message per packet):
 
-* caller -> helper, once: ``marshal`` of ``{"plan": ..., "mediate": bool}``;
+* caller -> helper, once: ``marshal`` of ``{"plan": ..., "mediate": bool}``
+  with the Landlock ruleset fd as SCM_RIGHTS (built by the caller from the
+  plan's ``O_PATH`` descriptors: the helper never resolves a path by name);
   helper -> caller: ``R`` (ready) or ``F <message>`` (failed; exit 126 semantics).
 * caller -> helper, per run: ``marshal`` of ``{"exe", "argv", "env", "cwd"}``
   with the three stdio fds as SCM_RIGHTS; helper -> caller: ``S <pid>``, then
@@ -18,9 +20,17 @@ Protocol over a SOCK_SEQPACKET socketpair (one message per packet):
 * caller -> helper while running: ``K <signal>``.
 
 The helper only ever sends short ASCII lines: the caller parses integers, never
-objects, from a process that shares a sandbox with untrusted programs. The
-helper makes itself non-dumpable so its children cannot ptrace it or read its
-memory, which holds the stdio of later runs.
+objects, from a process that shares a sandbox with untrusted programs.
+
+Isolation between the calls one helper serves (its programs share its Landlock domain):
+
+* Every descriptor of the helper is close-on-exec, the control socket
+  included: a program gets its three stdio fds and nothing else.
+* The helper is non-dumpable, so its programs cannot ptrace it or read its
+  memory or ``/proc/<pid>/fd``, which hold the stdio of later runs.
+* The helper is a child subreaper. When a program exits, everything it left
+  running (re-parented to the helper) is killed and reaped before ``X`` is
+  sent, so nothing of one call is alive during the next.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import os
 import sys
 
 _MSG_CMSG_CLOEXEC = 0x40000000
+_PR_SET_CHILD_SUBREAPER = 36
+_CLEANUP_SECONDS = 5.0
 
 
 def main(sock_fd: int) -> None:
@@ -36,15 +48,34 @@ def main(sock_fd: int) -> None:
     import select
     import socket
 
+    # Arrived through pass_fds, hence inheritable: posix_spawn would hand it to every program.
+    os.set_inheritable(sock_fd, False)
     sock = socket.socket(fileno=sock_fd)
-    setup = marshal.loads(sock.recv(1 << 20))
+    msg, anc, _flags, _addr = sock.recvmsg(1 << 20, socket.CMSG_SPACE(4), _MSG_CMSG_CLOEXEC)
+    received = _fds(anc)
     try:
+        from ..kernel import landlock as ll
+        from ..kernel import process
         from .apply import Prepared, enter, spawn_detached_mediator
         from .plan import Plan
 
+        setup = marshal.loads(msg)
+        if len(received) != 1:
+            raise OSError(22, "no Landlock ruleset received from the caller")
         plan = Plan.from_dict(setup["plan"])
-        prep = Prepared(plan, mediate_unix=setup["mediate"])
+        prep = Prepared(plan, mediate_unix=setup["mediate"], ruleset_fd=received.pop())
         handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
+        # After the (double-forked) mediator is gone from our children, before the sandbox:
+        # from now on every orphan of our programs is re-parented to us.
+        process.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        # kill(-1) reaches exactly our Landlock domain only when signals are scoped (ABI 6).
+        scoped = prep.status.get("scope_signal") == "enforced" and ll.abi_version() >= 6
+        children_fd = -1
+        if not scoped:
+            try:  # opened before the sandbox: /proc may not be readable inside it
+                children_fd = os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                pass
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -53,12 +84,12 @@ def main(sock_fd: int) -> None:
         for fd in handoff or ():
             os.close(fd)
         prep.close()
-        from ..kernel import process
-
         process.set_dumpable(False)
     except BaseException as exc:  # report; the caller raises
-        msg = exc.diagnostics() if hasattr(exc, "diagnostics") else f"{type(exc).__name__}: {exc}"
-        sock.send(b"F " + msg.encode(errors="replace")[:4000])
+        for fd in received:
+            os.close(fd)
+        text = exc.diagnostics() if hasattr(exc, "diagnostics") else f"{type(exc).__name__}: {exc}"
+        sock.send(b"F " + text.encode(errors="replace")[:4000])
         return
     sock.send(b"R")
     poller = select.poll()
@@ -69,10 +100,11 @@ def main(sock_fd: int) -> None:
             return
         if not msg:
             return
-        fds: list[int] = []
-        for level, typ, data in anc:
-            if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
-                fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+        fds = _fds(anc)
+        if msg.startswith(b"K "):  # a kill that crossed the program's exit: nothing to do
+            for fd in fds:
+                os.close(fd)
+            continue
         req = marshal.loads(msg)
         try:
             pid = _spawn(req, fds)
@@ -91,9 +123,10 @@ def main(sock_fd: int) -> None:
                 ready = dict(poller.poll())
                 if sock_fd in ready:
                     cmd = sock.recv(64)
-                    if not cmd:
+                    if not cmd:  # the caller is gone
                         os.kill(pid, 9)
                         os.waitpid(pid, 0)
+                        _kill_leftovers(scoped, children_fd)
                         return
                     if cmd.startswith(b"K "):
                         try:
@@ -102,12 +135,95 @@ def main(sock_fd: int) -> None:
                             pass
                 if pidfd in ready:
                     _, status = os.waitpid(pid, 0)
+                    _kill_leftovers(scoped, children_fd)
                     sock.send(b"X %d" % os.waitstatus_to_exitcode(status))
                     break
         finally:
             poller.unregister(pidfd)
             poller.unregister(sock_fd)
             os.close(pidfd)
+
+
+def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
+    import socket
+
+    fds: list[int] = []
+    for level, typ, data in anc:
+        if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+            fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - len(data) % 4, 4)]
+    return fds
+
+
+def _kill_leftovers(scoped: bool, children_fd: int = -1) -> bool:
+    """Kill and reap every process still descending from us (we are their subreaper).
+
+    Fast path: no child left (one ``waitpid``). Otherwise, with Landlock signal
+    scoping, ``kill(-1, SIGKILL)`` reaches exactly the processes of our own
+    Landlock domain (and domains nested in it): our descendants. Without
+    scoping, ``kill(-1)`` would reach every process of the user, so only our
+    children are killed; their own children are then re-parented to us and
+    killed in the next round. Bounded by ``_CLEANUP_SECONDS``; True when none is left.
+    """
+    import time
+
+    deadline = 0.0
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + _CLEANUP_SECONDS
+        elif now > deadline:
+            return False
+        if pid:
+            continue  # reaped one; look again
+        if scoped:
+            try:
+                os.kill(-1, 9)
+            except OSError:  # ESRCH: nothing we may signal is left
+                pass
+        else:
+            for child in _children(children_fd):
+                try:
+                    os.kill(child, 9)  # our child: its pid cannot be reused before we reap it
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.001)
+
+
+def _children(children_fd: int) -> list[int]:
+    """Our children's pids: from ``/proc/self/task/<tid>/children`` if open, else by scanning /proc."""
+    if children_fd >= 0:
+        try:
+            data = b""
+            while True:
+                chunk = os.pread(children_fd, 65536, len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return [int(p) for p in data.split()]
+        except OSError:
+            pass
+    me = os.getpid()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(name))
+    return found
 
 
 def _spawn(req: dict, fds: list[int]) -> int:  # type: ignore[type-arg]
