@@ -20,8 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> int:
-    base = tempfile.mkdtemp(prefix="nono-demo-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-    # Keep the home outside /tmp and /var/tmp's direct grants: create it beside them.
+    # The demo's fake home must not lie inside a directory the sandbox gets by default
+    # (/tmp, /var/tmp): nono would then drop that grant. ~/.cache is outside all of them.
+    cache = os.path.expanduser("~/.cache")
+    os.makedirs(cache, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="nono-demo-", dir=cache)
     home = os.path.join(base, "home")
     project = os.path.join(base, "project")
     os.makedirs(os.path.join(home, ".ssh"))
