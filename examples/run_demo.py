@@ -25,51 +25,53 @@ def main() -> int:
     cache = os.path.expanduser("~/.cache")
     os.makedirs(cache, exist_ok=True)
     base = tempfile.mkdtemp(prefix="nono-demo-", dir=cache)
-    home = os.path.join(base, "home")
-    project = os.path.join(base, "project")
-    os.makedirs(os.path.join(home, ".ssh"))
-    os.makedirs(os.path.join(project, "data"))
-    with open(os.path.join(home, ".ssh", "id_rsa"), "w") as f:
-        f.write("-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-DEMO-KEY\n")
-    with open(os.path.join(home, ".bashrc"), "w") as f:
-        f.write("# demo bashrc\n")
-    for name, text in (("a.txt", "alpha beta gamma"), ("b.txt", "one two three four")):
-        with open(os.path.join(project, "data", name), "w") as f:
-            f.write(text)
-    shutil.copy(os.path.join(HERE, "demo_agent.py"), project)
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(4)
-    server.settimeout(10)
-    received = []
-
-    def serve() -> None:
-        try:
-            conn, _ = server.accept()
-            received.append(conn.recv(100))
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    nono = [sys.executable, "-m", "nono"]
-    cmd = nono + ["run", "--allow-cwd", "--block-net", "--", sys.executable, "demo_agent.py", str(server.getsockname()[1])]
-    env = dict(os.environ, HOME=home)
-    print("$ nono run --allow-cwd --block-net -- python demo_agent.py", server.getsockname()[1], flush=True)
     try:
-        code = subprocess.run(cmd, cwd=project, env=env, timeout=60).returncode
+        home = os.path.join(base, "home")
+        project = os.path.join(base, "project")
+        os.makedirs(os.path.join(home, ".ssh"))
+        os.makedirs(os.path.join(project, "data"))
+        with open(os.path.join(home, ".ssh", "id_rsa"), "w") as f:
+            f.write("-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-DEMO-KEY\n")
+        with open(os.path.join(home, ".bashrc"), "w") as f:
+            f.write("# demo bashrc\n")
+        for name, text in (("a.txt", "alpha beta gamma"), ("b.txt", "one two three four")):
+            with open(os.path.join(project, "data", name), "w") as f:
+                f.write(text)
+        shutil.copy(os.path.join(HERE, "demo_agent.py"), project)
+
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(10)
+        received = []
+
+        def serve() -> None:
+            try:
+                conn, _ = server.accept()
+                received.append(conn.recv(100))
+            except OSError:
+                pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        nono = [sys.executable, "-m", "nono"]
+        cmd = nono + ["run", "--allow-cwd", "--block-net", "--", sys.executable, "demo_agent.py", str(server.getsockname()[1])]
+        env = dict(os.environ, HOME=home)
+        print("$ nono run --allow-cwd --block-net -- python demo_agent.py", server.getsockname()[1], flush=True)
+        try:
+            code = subprocess.run(cmd, cwd=project, env=env, timeout=60).returncode
+        finally:
+            server.close()
+        report = os.path.join(project, "out", "report.txt")
+        ok = code == 0 and os.path.exists(report) and not received
+        with open(os.path.join(home, ".bashrc")) as f:
+            ok = ok and "curl" not in f.read()
+        print()
+        print("demo: agent exit status", code, "| report written:", os.path.exists(report),
+              "| bytes the server received:", sum(len(r) for r in received))
+        print("demo:", "PASS - the agent did its job and every escape was blocked by the kernel" if ok else "FAIL")
+        return 0 if ok else 1
     finally:
-        server.close()
-    report = os.path.join(project, "out", "report.txt")
-    ok = code == 0 and os.path.exists(report) and not received
-    with open(os.path.join(home, ".bashrc")) as f:
-        ok = ok and "curl" not in f.read()
-    print()
-    print("demo: agent exit status", code, "| report written:", os.path.exists(report),
-          "| bytes the server received:", sum(len(r) for r in received))
-    print("demo:", "PASS - the agent did its job and every escape was blocked by the kernel" if ok else "FAIL")
-    shutil.rmtree(base, ignore_errors=True)
-    return 0 if ok else 1
+        shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
