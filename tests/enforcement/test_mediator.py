@@ -162,3 +162,99 @@ def test_tcp_connect_through_the_mediator(world, blocking):
         assert out == {str(port): "ok", "1": 13}
     finally:
         lst.close()
+
+
+def test_bind_with_another_family_is_refused(world):
+    """AF_UNSPEC on an AF_INET socket would bind INADDR_ANY and skip the port checks."""
+    out = _run(world, """
+        import ctypes, json, socket, struct
+        libc = ctypes.CDLL(None, use_errno=True)
+        s = socket.socket()
+        addr = struct.pack("=HH4s8x", 0, socket.htons(47999), b"\\0\\0\\0\\0")  # sin_family = AF_UNSPEC
+        rc = libc.bind(s.fileno(), addr, len(addr))
+        print(json.dumps({"rc": rc, "errno": ctypes.get_errno(), "name": s.getsockname()[1]}))
+    """, "--block-net")
+    assert out["rc"] == -1 and out["name"] == 0
+
+
+def test_reused_inode_number_does_not_open_a_victim(world):
+    """The sandbox binds and unlinks sockets; a victim later created outside may reuse an inode number."""
+    ready, go = world.work / "ready", world.work / "go"
+    victim_path = world.outside / "agent.sock"
+    import subprocess
+
+    script = world.work / "attack.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os, socket, time
+        for i in range(100):
+            s = socket.socket(socket.AF_UNIX); s.bind(f"s{{i}}"); s.close(); os.unlink(f"s{{i}}")
+        open({str(ready)!r}, "w").close()
+        end = time.monotonic() + 20
+        while not os.path.exists({str(go)!r}) and time.monotonic() < end:
+            time.sleep(0.02)
+        try:
+            c = socket.socket(socket.AF_UNIX); c.connect({str(victim_path)!r}); c.sendall(b"LEAK"); print(json.dumps("connected"))
+        except OSError as e:
+            print(json.dumps(e.errno))
+    """))
+    os.chown(script, world.user.uid, world.user.uid)
+    cmd = world.user.prefix + [world.user.python, "-m", "nono", "run", "-s", "--allow-cwd", "--", world.user.python, str(script)]
+    p = subprocess.Popen(cmd, cwd=world.work, env=world.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 20
+        while not ready.exists() and time.monotonic() < end:
+            time.sleep(0.02)
+        victim, got = _server(str(victim_path), world.user.uid)
+        go.touch()
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    try:
+        assert json.loads(out.strip().splitlines()[-1]) == 13, err
+        assert got == []
+    finally:
+        victim.close()
+
+
+def test_mediator_drops_capabilities(root_world):
+    """As root, the mediator must not lend its capabilities: an audit multicast bind needs CAP_AUDIT_READ."""
+    out = _run(root_world, """
+        import json, socket
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 9)  # NETLINK_AUDIT
+        try:
+            s.bind((0, 1)); print(json.dumps("bound"))
+        except OSError as e:
+            print(json.dumps(e.errno))
+    """)
+    assert out == 1  # EPERM
+
+
+def test_a_server_that_never_accepts_does_not_stall_mediation(world):
+    out = _run(world, """
+        import json, socket, threading, time
+        srv = socket.socket(socket.AF_UNIX); srv.bind("slow.sock"); srv.listen(0)  # never accepts
+        conns = []
+        def fill():
+            for _ in range(4):
+                c = socket.socket(socket.AF_UNIX)
+                try:
+                    c.connect("slow.sock")
+                except OSError:
+                    pass
+                conns.append(c)
+        t = threading.Thread(target=fill, daemon=True); t.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        other = socket.socket(); other.bind(("127.0.0.1", 0))  # another mediated call
+        print(json.dumps(time.monotonic() - start))
+    """)
+    assert out < 2.0
+
+
+def test_nothing_outlives_nono_run(world):
+    marker = world.work / "late.txt"
+    r = world.nono("run", "-s", "--allow-cwd", "--", "/bin/sh", "-c",
+                   f"setsid sh -c 'sleep 2; echo alive > {marker}' >/dev/null 2>&1 &")
+    assert r.returncode == 0
+    time.sleep(3)
+    assert not marker.exists()

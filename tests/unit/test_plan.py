@@ -103,7 +103,8 @@ def test_explicit_unix_sockets_are_pinned(home):
     try:
         plan = build_plan(nono.Policy().allow_unix_socket(str(path)))
         st = os.stat(path)
-        assert plan.unix_sockets == [(str(path), st.st_dev, st.st_ino)]
+        assert [u[:3] for u in plan.unix_sockets] == [(str(path), st.st_dev, st.st_ino)]
+        assert plan.unix_sockets[0][3] > 0  # birth time pinned too
         with pytest.raises(PolicyError, match="not a unix socket"):
             build_plan(nono.Policy().allow_unix_socket(str(home / "notes.txt")))
     finally:

@@ -143,3 +143,129 @@ class Poller:
 def pidfd_getfd(pidfd: int, target_fd: int) -> int:
     """Duplicate ``target_fd`` of the process behind ``pidfd`` into this one."""
     return _ffi.syscall(current_arch().nr["pidfd_getfd"], pidfd, target_fd, 0)
+
+
+def kill_descendants(scoped: bool, children_fd: int = -1, limit: float = 5.0) -> bool:
+    """Kill and reap every process still descending from us (we are their subreaper).
+
+    The caller must be a child subreaper, so that orphans come back to it.
+    Fast path: no child left (one ``waitpid``). Otherwise, with Landlock signal
+    scoping, ``kill(-1, SIGKILL)`` reaches exactly the processes of our own
+    Landlock domain (and domains nested in it): our descendants. Without
+    scoping, ``kill(-1)`` would reach every process of the user, so only our
+    children are killed; their own children are then re-parented to us and
+    killed in the next round. Bounded by ``limit`` seconds; True when none is left.
+    """
+    import time
+
+    deadline = 0.0
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + limit
+        elif now > deadline:
+            return False
+        if pid:
+            continue  # reaped one; look again
+        if scoped:
+            try:
+                os.kill(-1, 9)
+            except OSError:  # ESRCH: nothing we may signal is left
+                pass
+        else:
+            for child in _children(children_fd):
+                try:
+                    os.kill(child, 9)  # our child: its pid cannot be reused before we reap it
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.001)
+
+
+def _children(children_fd: int) -> list[int]:
+    """Our children's pids: from ``/proc/self/task/<tid>/children`` if open, else by scanning /proc."""
+    if children_fd >= 0:
+        try:
+            data = b""
+            while True:
+                chunk = os.pread(children_fd, 65536, len(data))
+                if not chunk:
+                    break
+                data += chunk
+            return [int(p) for p in data.split()]
+        except OSError:
+            pass
+    me = os.getpid()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(name))
+    return found
+
+
+PR_SET_CHILD_SUBREAPER = 36
+AT_EMPTY_PATH = 0x1000
+_STATX_INO_BTIME = 0x100 | 0x800  # STATX_INO | STATX_BTIME
+
+
+def file_identity(fd: int, path: bytes = b"", flags: int = AT_EMPTY_PATH) -> 'tuple[int, int, int, int] | None':
+    """(st_dev, st_ino, birth seconds, birth nanoseconds) of a file, via statx.
+
+    An inode number alone is reused as soon as a file is deleted; with its birth
+    time it names one file for good. None when the filesystem records no birth time.
+    """
+    buf = _ffi.Buffer(256)
+    nr = {"x86_64": 332, "aarch64": 291}[_MACHINE]
+    _ffi.syscall(nr, fd, path, flags, _STATX_INO_BTIME, buf.address)
+    raw = buf.raw()
+    if not int.from_bytes(raw[0:4], "little") & 0x800:
+        return None
+    dev = os.makedev(int.from_bytes(raw[136:140], "little"), int.from_bytes(raw[140:144], "little"))
+    return (dev, int.from_bytes(raw[32:40], "little"),
+            int.from_bytes(raw[80:88], "little", signed=True), int.from_bytes(raw[88:92], "little"))
+
+
+class EffectiveCapsDropped:
+    """Run a block with an empty effective capability set (permitted kept), then restore it.
+
+    The mediator performs socket calls for the sandbox; the kernel checks the
+    *caller's* capabilities for some of them (privileged ports, netlink groups,
+    directory permissions). Dropping the effective set makes those checks see
+    what the sandbox would be: nothing.
+    """
+
+    def __enter__(self) -> None:
+        self._saved = b""
+        if os.geteuid() != 0 and not holds_capabilities():
+            return
+        header = _LINUX_CAPABILITY_VERSION_3.to_bytes(4, "little") + (0).to_bytes(4, "little")
+        data = _ffi.Buffer(24)
+        _ffi.syscall(_SYS_CAPGET, header, data.address)
+        self._saved = data.raw()
+        dropped = bytearray(self._saved)
+        dropped[0:4] = dropped[12:16] = b"\0\0\0\0"  # effective words of both halves
+        _ffi.syscall(_SYS_CAPSET, header, bytes(dropped))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved:
+            header = _LINUX_CAPABILITY_VERSION_3.to_bytes(4, "little") + (0).to_bytes(4, "little")
+            _ffi.syscall(_SYS_CAPSET, header, self._saved)
+
+
+_SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(_MACHINE, -1)
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)

@@ -155,75 +155,10 @@ def _fds(anc: list[tuple[int, int, bytes]]) -> list[int]:
 
 
 def _kill_leftovers(scoped: bool, children_fd: int = -1) -> bool:
-    """Kill and reap every process still descending from us (we are their subreaper).
+    """See :func:`nono.kernel.process.kill_descendants` (kept here for the tests)."""
+    from ..kernel.process import kill_descendants
 
-    Fast path: no child left (one ``waitpid``). Otherwise, with Landlock signal
-    scoping, ``kill(-1, SIGKILL)`` reaches exactly the processes of our own
-    Landlock domain (and domains nested in it): our descendants. Without
-    scoping, ``kill(-1)`` would reach every process of the user, so only our
-    children are killed; their own children are then re-parented to us and
-    killed in the next round. Bounded by ``_CLEANUP_SECONDS``; True when none is left.
-    """
-    import time
-
-    deadline = 0.0
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        now = time.monotonic()
-        if not deadline:
-            deadline = now + _CLEANUP_SECONDS
-        elif now > deadline:
-            return False
-        if pid:
-            continue  # reaped one; look again
-        if scoped:
-            try:
-                os.kill(-1, 9)
-            except OSError:  # ESRCH: nothing we may signal is left
-                pass
-        else:
-            for child in _children(children_fd):
-                try:
-                    os.kill(child, 9)  # our child: its pid cannot be reused before we reap it
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.001)
-
-
-def _children(children_fd: int) -> list[int]:
-    """Our children's pids: from ``/proc/self/task/<tid>/children`` if open, else by scanning /proc."""
-    if children_fd >= 0:
-        try:
-            data = b""
-            while True:
-                chunk = os.pread(children_fd, 65536, len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return [int(p) for p in data.split()]
-        except OSError:
-            pass
-    me = os.getpid()
-    found = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me:
-            found.append(int(name))
-    return found
+    return kill_descendants(scoped, children_fd, _CLEANUP_SECONDS)
 
 
 def _spawn(req: dict, fds: list[int]) -> int:  # type: ignore[type-arg]

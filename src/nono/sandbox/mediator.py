@@ -17,7 +17,7 @@ bound or listening.
 
 Decisions:
 
-* ``connect`` to a pathname unix socket: allowed only to a socket *inode* the
+* ``connect`` to a pathname unix socket: allowed only to a socket *file* the
   policy names (``--allow-unix-socket``, pinned when planning) or one the
   sandbox itself created (recorded at its ``bind``). The path is opened with
   ``O_PATH`` (following symlinks) and the mediator connects through
@@ -29,12 +29,15 @@ Decisions:
   Otherwise, and for every other family, the connect is performed as asked.
 * ``bind`` of a pathname unix socket: allowed where Landlock would allow
   ``MAKE_SOCK`` (the directory is granted for writing and the path is not
-  denied); done through an ``O_PATH`` descriptor of the checked directory. The
-  new socket's inode is recorded for later connects, unless its birth time
-  shows the path was swapped for an older file in the meantime. TCP ``bind``
+  denied); done through an ``O_PATH`` descriptor of the checked directory, so
+  the socket's address reads ``/proc/self/fd/N/name``. The new socket file's
+  identity (device, inode, birth time) is recorded for later connects, unless
+  its birth time shows the path was swapped for an older file. TCP ``bind``
   with a restricted network: only ports the policy opens (``--listen-port``),
-  and below ``net.ipv4.ip_unprivileged_port_start`` only if the sandbox kept
-  CAP_NET_BIND_SERVICE (it never does).
+  and only with the socket's own address family.
+* Every operation runs with the mediator's effective capabilities dropped, so
+  the kernel's own checks (privileged ports, netlink groups, directory
+  permissions) see what the sandbox has: nothing.
 * ``listen`` (restricted network): refused on a TCP socket that is not bound
   yet, because the kernel would pick a port itself, and Landlock checks only
   ``bind()``.
@@ -62,17 +65,9 @@ _AF_UNSPEC, _AF_UNIX, _AF_INET, _AF_INET6 = 0, 1, 2, 10
 _SOCK_STREAM = 1
 _EPERM, _ENOENT, _EINTR, _EBADF, _EACCES = 1, 2, 4, 9, 13
 _EINVAL, _ENOTSOCK, _ENAMETOOLONG, _ECONNREFUSED, _EINPROGRESS = 22, 88, 36, 111, 115
+_EAGAIN, _EAFNOSUPPORT = 11, 97
 _AT_SYMLINK_NOFOLLOW = 0x100
-_STATX_BASIC_BTIME = 0x7FF | 0x800
 _PIDFD_THREAD = 0x80  # O_EXCL: a pidfd for one thread (Linux 6.9+)
-
-
-def _unprivileged_port_start() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "rb") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 1024
 
 
 class Mediator:
@@ -83,12 +78,13 @@ class Mediator:
         self.plan = plan
         nr = sc.current_arch().nr
         self._connect, self._bind, self._listen = nr["connect"], nr["bind"], nr["listen"]
-        self._statx = nr["statx"]
-        self.sockets: set[tuple[int, int]] = {(dev, ino) for _p, dev, ino in plan.unix_sockets}
+        # Socket files the sandbox may connect to, by identity (dev, ino, birth time):
+        # an inode number alone is reused as soon as its file is deleted.
+        self.sockets: set[tuple[int, int, int, int]] = {tuple(u[1:5]) for u in plan.unix_sockets}  # type: ignore[misc]
+        self._nocaps = process.EffectiveCapsDropped()
         self.denials: list[str] = []
         self.waiting: dict[int, tuple[int, int]] = {}  # our dup fd -> (notification id, flags to restore)
         self._new_waiting: list[int] = []
-        self._low_ports = _unprivileged_port_start()
 
     # -- the notification loop -----------------------------------------------
     def handle(self) -> bool:
@@ -208,9 +204,10 @@ class Mediator:
 
                 if not _stat.S_ISSOCK(st.st_mode):
                     return 0, -_ECONNREFUSED
-                if (st.st_dev, st.st_ino) not in self.sockets:
+                if process.file_identity(target) not in self.sockets:
                     return self._deny(f"unix connect to {os.fsdecode(path)}", _EACCES)
-                return self._perform(self._connect, dup, _sockaddr_un(b"/proc/self/fd/%d" % target))
+                # Non-blocking, like TCP: a server that never accepts must not stall the mediator.
+                return self._connect_later(nid, dup, _sockaddr_un(b"/proc/self/fd/%d" % target))
             finally:
                 os.close(target)
         if family in (_AF_INET, _AF_INET6) and self.plan.restrict_network and _sockopt(dup, _SO_TYPE) == _SOCK_STREAM:
@@ -253,12 +250,14 @@ class Mediator:
                 return result
             finally:
                 os.close(dirfd)
-        if family in (_AF_INET, _AF_INET6) and addr_family == family and len(addr) >= 4:
+        if family in (_AF_INET, _AF_INET6):
+            # Exactly the socket's own family: Linux accepts AF_UNSPEC for an AF_INET
+            # bind to INADDR_ANY, which would skip the port check below.
+            if addr_family != family or len(addr) < 4:
+                return 0, -_EAFNOSUPPORT
             port = int.from_bytes(addr[2:4], "big")
             if self.plan.restrict_network and port not in self.plan.bind_ports:
                 return self._deny(f"TCP bind to port {port}", _EACCES)
-            if 0 < port < self._low_ports and os.geteuid() == 0:
-                return self._deny(f"bind to privileged port {port} (capabilities are dropped)", _EACCES)
         return self._perform(self._bind, dup, addr)
 
     def _do_listen(self, dup: int, family: int, backlog: int) -> 'tuple[int, int]':
@@ -277,26 +276,21 @@ class Mediator:
 
     def _record(self, dirfd: int, base: bytes, started: float) -> None:
         """Remember the socket the sandbox just created, unless the name was swapped meanwhile."""
-        buf = _ffi.Buffer(256)
         try:
-            _ffi.syscall(self._statx, dirfd, base, _AT_SYMLINK_NOFOLLOW, _STATX_BASIC_BTIME, buf.address)
+            ident = process.file_identity(dirfd, base, _AT_SYMLINK_NOFOLLOW)
+            mode = os.stat(base, dir_fd=dirfd, follow_symlinks=False).st_mode
         except OSError:
             return
-        raw = buf.raw()
-        mask = int.from_bytes(raw[0:4], "little")
-        mode = int.from_bytes(raw[28:30], "little")
-        btime = int.from_bytes(raw[80:88], "little", signed=True) + int.from_bytes(raw[88:92], "little") / 1e9
-        if not mask & 0x800 or mode & 0o170000 != 0o140000 or btime < started - 1.0:
+        if ident is None or mode & 0o170000 != 0o140000 or ident[2] + ident[3] / 1e9 < started - 1.0:
             return  # no birth time to trust, not a socket, or an older file swapped in: not recorded
-        ino = int.from_bytes(raw[32:40], "little")
-        dev = os.makedev(int.from_bytes(raw[136:140], "little"), int.from_bytes(raw[140:144], "little"))
-        self.sockets.add((dev, ino))
+        self.sockets.add(ident)
 
     def _perform(self, nr: int, dup: int, addr: bytes) -> 'tuple[int, int]':
         """Run ``connect``/``bind`` on our duplicate with ``addr``, now."""
         buf = _ffi.Buffer(addr)
         try:
-            _ffi.syscall(nr, dup, buf.address if addr else None, len(addr))
+            with self._nocaps:  # the kernel's own checks see the sandbox's powers: none
+                _ffi.syscall(nr, dup, buf.address if addr else None, len(addr))
             return 0, 0
         except OSError as exc:
             return 0, -(exc.errno or _EPERM)

@@ -51,9 +51,10 @@ class Plan:
         self.denies: list[tuple[str, str]] = []  # (canonical path, source)
         self.skipped: list[tuple[str, str, str]] = []  # (path, source, reason)
         self.decomposed: list[tuple[str, list[str]]] = []
-        # Unix sockets named with --allow-unix-socket: (canonical path, st_dev, st_ino),
-        # pinned when planning so a later swap of the path cannot redirect the grant.
-        self.unix_sockets: list[tuple[str, int, int]] = []
+        # Unix sockets named with --allow-unix-socket: (canonical path, st_dev, st_ino,
+        # birth seconds, birth ns), pinned when planning so a later swap of the path,
+        # or the reuse of its inode number, cannot redirect the grant.
+        self.unix_sockets: list[tuple[str, int, int, int, int]] = []
         self.network = "allow"
         self.connect_ports: tuple[int, ...] = ()
         self.bind_ports: tuple[int, ...] = ()
@@ -85,7 +86,7 @@ class Plan:
             plan.add_deny(path, source)
         plan.skipped = list(data["skipped"])
         plan.decomposed = list(data["decomposed"])
-        plan.unix_sockets = [(str(u[0]), int(u[1]), int(u[2])) for u in data["unix_sockets"]]
+        plan.unix_sockets = [(str(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4])) for u in data["unix_sockets"]]
         plan.network = str(data["network"])
         plan.connect_ports = tuple(data["connect_ports"])
         plan.bind_ports = tuple(data["bind_ports"])
@@ -290,15 +291,24 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
     plan.network = policy.network
     plan.connect_ports = policy.connect_ports
     plan.bind_ports = policy.bind_ports
+    from ..kernel.process import file_identity
+
     for sock in policy.unix_sockets:
         try:
-            st = os.stat(sock)
+            fd = os.open(sock, os.O_PATH | os.O_CLOEXEC)
         except OSError:
             plan.skipped.append((sock, "user", "does not exist"))
             continue
-        if not stat.S_ISSOCK(st.st_mode):
-            raise PolicyError(f"'{sock}' is not a unix socket", path=sock, hint="--allow-unix-socket takes a socket file")
-        plan.unix_sockets.append((_canonical(sock), st.st_dev, st.st_ino))
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                raise PolicyError(f"'{sock}' is not a unix socket", path=sock, hint="--allow-unix-socket takes a socket file")
+            ident = file_identity(fd)
+        finally:
+            os.close(fd)
+        if ident is None:
+            raise PolicyError(f"cannot pin the unix socket '{sock}': its filesystem records no file birth time",
+                              path=sock, hint="put the socket on a filesystem with birth times (ext4, xfs, btrfs, tmpfs)")
+        plan.unix_sockets.append((_canonical(sock), *ident))
     return plan
 
 
@@ -546,6 +556,12 @@ def interpreter_paths() -> 'list[str]':
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     paths.update(p for p in sys.path if p and os.path.isabs(p))
     out = {os.path.realpath(p) for p in paths if os.path.isdir(p)}
+    if not sys.flags.no_user_site and sys.prefix == sys.base_prefix:
+        # The user site directory is read at start-up even if it does not exist yet:
+        # protect it (and so its parents are granted entry by entry) before it does.
+        py = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        base = os.environ.get("PYTHONUSERBASE") or os.path.join(os.path.expanduser("~"), ".local")
+        out.add(os.path.realpath(os.path.join(base, "lib", py, "site-packages")))
     out.discard(cwd)
     out.add(os.path.realpath(sys.executable))
     if sys.argv and os.path.basename(sys.argv[0]) == "nono" and os.path.isfile(sys.argv[0]):

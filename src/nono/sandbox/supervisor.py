@@ -86,6 +86,11 @@ def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, s
     ack_r, ack_w = os.pipe()
     parent = os.getpid()
     setup_tty = getattr(pty, "child_setup", None)
+    try:
+        # Orphans of the sandbox come back to us, so nothing outlives the session.
+        process.prctl(process.PR_SET_CHILD_SUBREAPER, 1)
+    except KernelError:
+        pass
     pid = os.fork()
     if pid == 0:
         os.close(report_r)
@@ -112,6 +117,9 @@ def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, s
             on_started(pid)
         status, tail = _wait(pid, pidfd, listener, report_r, prep, pty)
         line += tail
+        # The program has exited: end whatever it left running (daemons, background
+        # jobs), which would otherwise keep running, unmediated, after nono is gone.
+        process.kill_descendants(False)
     finally:
         for sig, h in old_handlers.items():
             _signal.signal(sig, h)
@@ -157,6 +165,23 @@ def _forward_signals(pid: int) -> 'dict[int, _signal._HANDLER]':
         old[sig] = _signal.signal(sig, forward)
     old[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, stop)
     old[_signal.SIGCONT] = _signal.signal(_signal.SIGCONT, cont)
+
+    def reap(_sig: int, _frame: object) -> None:
+        # Reap orphaned sandbox processes (we are their subreaper) as they exit, but
+        # never the program itself: its status is collected through its pidfd.
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None or info.si_pid == pid:
+                return
+            try:
+                os.waitpid(info.si_pid, 0)
+            except ChildProcessError:
+                return
+
+    old[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, reap)
     return old
 
 
