@@ -312,8 +312,16 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
     return plan
 
 
+_home_cache: 'dict[str, str]' = {}
+
+
 def _home() -> str:
-    return os.path.realpath(os.environ.get("HOME") or os.path.expanduser("~"))
+    """The canonical home directory (resolved once per process and $HOME value)."""
+    raw = os.environ.get("HOME") or os.path.expanduser("~")
+    home = _home_cache.get(raw)
+    if home is None:
+        home = _home_cache[raw] = _canonical(raw)
+    return home
 
 
 def _canonical(path: str) -> str:
@@ -552,10 +560,10 @@ def interpreter_paths() -> 'list[str]':
     """
     import sys
 
-    cwd = os.path.realpath(os.getcwd())
+    cwd = _canonical(os.getcwd())
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     paths.update(p for p in sys.path if p and os.path.isabs(p))
-    out = {os.path.realpath(p) for p in paths if os.path.isdir(p)}
+    out = {_canonical(p) for p in paths if os.path.isdir(p)}
     if not sys.flags.no_user_site and sys.prefix == sys.base_prefix:
         # The user site directory is read at start-up even if it does not exist yet:
         # protect it (and so its parents are granted entry by entry) before it does.
@@ -563,9 +571,9 @@ def interpreter_paths() -> 'list[str]':
         base = os.environ.get("PYTHONUSERBASE") or os.path.join(os.path.expanduser("~"), ".local")
         out.add(os.path.realpath(os.path.join(base, "lib", py, "site-packages")))
     out.discard(cwd)
-    out.add(os.path.realpath(sys.executable))
+    out.add(_canonical(sys.executable))
     if sys.argv and os.path.basename(sys.argv[0]) == "nono" and os.path.isfile(sys.argv[0]):
-        out.add(os.path.realpath(sys.argv[0]))
+        out.add(_canonical(sys.argv[0]))
     return sorted(p for p in out if p != "/")
 
 
