@@ -142,6 +142,21 @@ class World:
         env.update(extra)
         return env
 
+    def drive(self, script: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+        """Run a Python driver script (unsandboxed) as this world's user; return its last JSON line.
+
+        The script gets ``home work outside`` as arguments.
+        """
+        import json
+
+        path = self.work / "driver.py"
+        path.write_text(script)
+        os.chown(path, self.user.uid, self.user.uid)
+        cmd = self.user.prefix + [self.user.python, str(path), str(self.home), str(self.work), str(self.outside)]
+        r = subprocess.run(cmd, cwd=self.work, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
     def nono(self, *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None,
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``python -m nono ARGS`` as this world's user; capture text output."""

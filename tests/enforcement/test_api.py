@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import textwrap
 
 DRIVER = textwrap.dedent('''
@@ -86,13 +83,7 @@ APPLY = textwrap.dedent('''
 
 
 def _drive(world, script: str) -> dict:
-    path = world.work / "driver.py"
-    path.write_text(script)
-    os.chown(path, world.user.uid, world.user.uid)
-    cmd = world.user.prefix + [world.user.python, str(path), str(world.home), str(world.work), str(world.outside)]
-    r = subprocess.run(cmd, cwd=world.work, env=world.env(), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return world.drive(script)
 
 
 def test_nono_run(world):

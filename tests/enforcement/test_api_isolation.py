@@ -13,9 +13,6 @@ by one call on the helper or on a later call:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import textwrap
 
 PRELUDE = textwrap.dedent('''
@@ -299,13 +296,7 @@ H5_DRIVER = PRELUDE + textwrap.dedent('''
 
 
 def _drive(world, script: str) -> dict:
-    path = world.work / "driver.py"
-    path.write_text(script)
-    os.chown(path, world.user.uid, world.user.uid)
-    cmd = world.user.prefix + [world.user.python, str(path), str(world.home), str(world.work), str(world.outside)]
-    r = subprocess.run(cmd, cwd=world.work, env=world.env(), capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return world.drive(script)
 
 
 def test_program_sees_only_its_stdio(world):
