@@ -413,7 +413,13 @@ class Sandbox:
         try:
             handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
             cap = write_capfile(plan, prep.status)
-            enter(prep, handoff=handoff)
+            try:
+                enter(prep, handoff=handoff)
+            except BaseException as exc:
+                raise SandboxError(
+                    f"Sandbox.apply() failed part-way, this process may be partially sandboxed: {exc}",
+                    hint="treat this as fatal: exit the process instead of carrying on",
+                ) from exc
             for fd in handoff or ():
                 os.close(fd)
         finally:
