@@ -398,7 +398,7 @@ class Sandbox:
         the other threads would stay free. Apply before starting threads.
         Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
         """
-        from .sandbox.apply import Prepared, enter, spawn_detached_mediator, write_capfile
+        from .sandbox.apply import Prepared, enter, fill_capfile, reserve_capfile, spawn_detached_mediator
         from .sandbox.plan import build_plan, interpreter_paths
 
         threads = _thread_count()
@@ -409,10 +409,11 @@ class Sandbox:
                      "or use nono.run() to confine a child process instead",
             )
         plan = build_plan(_with_interpreter(policy), readonly=interpreter_paths())
+        cap, cap_fd = reserve_capfile(plan)
         prep = Prepared(plan)
         try:
             handoff = spawn_detached_mediator(prep) if prep.mediate_unix else None
-            cap = write_capfile(plan, prep.status)
+            fill_capfile(cap_fd, plan, prep.status)
             try:
                 enter(prep, handoff=handoff)
             except BaseException as exc:

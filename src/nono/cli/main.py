@@ -255,7 +255,7 @@ def _interactive() -> bool:
 
 def _run_like(command: str, rest: list[str]) -> int:
     from ..policy.groups import sanitize_env
-    from ..sandbox.apply import Prepared, write_capfile
+    from ..sandbox.apply import Prepared, fill_capfile, reserve_capfile
     from ..sandbox.plan import build_plan, interpreter_paths, which
 
     flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
@@ -298,12 +298,13 @@ def _run_like(command: str, rest: list[str]) -> int:
         out.err("dry-run sandbox would be applied with above capabilities")
         out.err("$ " + " ".join(program))
         return 0
+    cap_path, cap_fd = reserve_capfile(plan)
     prep = Prepared(plan)
     capabilities(out, plan, prep, _v())
     if skipped:
         out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
     env = sanitize_env(os.environ, policy.env_set)
-    cap_path = write_capfile(plan, prep.status)
+    fill_capfile(cap_fd, plan, prep.status)
     env["NONO_CAP_FILE"] = cap_path
     if command == "wrap":
         return _wrap(prep, exe, program, env)

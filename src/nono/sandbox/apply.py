@@ -174,18 +174,57 @@ def describe(plan: 'Plan', status: dict[str, object]) -> dict[str, object]:
     }
 
 
-def write_capfile(plan: 'Plan', status: dict[str, object]) -> str:
-    """Write the capability file into the temp directory; return its path."""
-    tmp = os.environ.get("TMPDIR") or "/tmp"
-    if not os.path.isdir(tmp):
-        tmp = "/tmp"
-    path = os.path.join(tmp, f".nono-{os.getpid()}-{os.urandom(6).hex()}.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+def reserve_capfile(plan: 'Plan') -> 'tuple[str, int]':
+    """Create the (empty) capability file and let the sandbox read exactly that file.
+
+    It lives in nono's own state directory (``$XDG_STATE_HOME/nono/sessions``),
+    which no sandbox can write, so it cannot be forged; the read rule is added
+    to ``plan`` here, so call this before building the ruleset. Falls back to
+    the temp directory when the state directory cannot be created. Returns
+    ``(path, fd)``: write it with :func:`fill_capfile`.
+    """
+    from .plan import Rule
+
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    candidates = [os.path.join(state, "nono", "sessions"), os.environ.get("TMPDIR") or "/tmp", "/tmp"]
+    if os.getpid() % 32 == 0:
+        _prune(candidates[0])  # now and then: files `wrap` and Sandbox.apply could not delete
+    for directory in candidates:
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            path = os.path.join(directory, f".nono-{os.getpid()}-{os.urandom(6).hex()}.json")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        plan.rules[real] = Rule(real, ll.READ_FILE, False, "read", "nono")
+        plan._fds[real] = os.open(real, os.O_PATH | os.O_CLOEXEC)
+        return path, fd
+    raise OSError(13, "cannot create the capability file in any of " + ", ".join(candidates))
+
+
+def _prune(directory: str, max_age: float = 7 * 86400) -> None:
+    import time
+
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.name.startswith(".nono-") and now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def fill_capfile(fd: int, plan: 'Plan', status: dict[str, object]) -> None:
+    """Write the description of ``plan`` into the reserved capability file."""
     try:
         os.write(fd, _jsonlite.dumps_compact(describe(plan, status)).encode())
     finally:
         os.close(fd)
-    return path
 
 
 def read_capfile(path: str) -> dict[str, object]:
