@@ -150,13 +150,6 @@ class _Pool:
                     return
         helper.close()
 
-    def close_all(self) -> None:
-        with self.lock:
-            helpers = [h for hs in self.idle.values() for h in hs]
-            self.idle.clear()
-        for h in helpers:
-            h.close()
-
 
 _pool = _Pool()
 
@@ -360,17 +353,15 @@ def _exchange(helper: _Helper, exe: str, argv: list[str], env: dict[str, str], c
     return rc, out, err
 
 
-def _with_interpreter(policy: Policy) -> Policy:
+def _with_interpreter(policy: Policy, code_paths: 'list[str]') -> Policy:
     """Add read access to this interpreter's runtime, so later imports keep working."""
     from .policy.model import READ, Grant
     from .sandbox.plan import runtime_grants
 
-    cwd = os.getcwd()
     for g in runtime_grants(sys.executable):
         policy = policy.with_grant(g)
-    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}:
-        if p and os.path.isabs(p) and os.path.realpath(p) != cwd and os.path.isdir(p):
-            policy = policy.with_grant(Grant(os.path.realpath(p), READ, "dir", "runtime"))
+    for p in code_paths:
+        policy = policy.with_grant(Grant(p, READ, "any", "runtime"))
     return policy
 
 
@@ -408,7 +399,8 @@ class Sandbox:
                 hint="Landlock restricts only the calling thread on this kernel; apply the sandbox before starting threads, "
                      "or use nono.run() to confine a child process instead",
             )
-        plan = build_plan(_with_interpreter(policy), readonly=interpreter_paths())
+        code_paths = interpreter_paths()
+        plan = build_plan(_with_interpreter(policy, code_paths), readonly=code_paths)
         cap, cap_fd = reserve_capfile(plan)
         prep = Prepared(plan)
         try:

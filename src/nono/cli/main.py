@@ -15,7 +15,7 @@ from . import args as A
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..policy.model import Grant, Policy
+    from ..policy.model import Policy
     from ..sandbox.apply import Prepared
     from ..sandbox.plan import Plan
 
@@ -211,26 +211,6 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
     return policy
 
 
-def _self_grants() -> 'list[Grant]':
-    """Read access to nono itself, so ``nono why --self`` works inside the sandbox.
-
-    Built from what the running interpreter already knows (no file reads): the
-    package's parent directory (site-packages, or src/ for an editable install;
-    Python's import system lists it), the interpreter and its prefixes, and the
-    console script.
-    """
-    from ..policy.model import READ, Grant
-
-    here = os.path.abspath(__file__)
-    paths = {os.path.dirname(os.path.dirname(os.path.dirname(here))), sys.prefix, sys.base_prefix}
-    grants: 'list[Grant]' = [Grant(p, READ, "dir", "nono") for p in sorted(paths) if p]
-    grants.append(Grant(os.path.realpath(sys.executable), READ, "file", "nono"))
-    script = sys.argv[0] if sys.argv and os.path.basename(sys.argv[0]) == "nono" else ""
-    if script and os.path.isfile(script):
-        grants.append(Grant(os.path.abspath(script), READ, "file", "nono"))
-    return grants
-
-
 class Out:
     """Where nono's own messages go (stderr); ``--silent`` turns all of it off."""
 
@@ -255,6 +235,7 @@ def _interactive() -> bool:
 
 def _run_like(command: str, rest: list[str]) -> int:
     from ..policy.groups import sanitize_env
+    from ..policy.model import READ, READWRITE, Grant
     from ..sandbox.apply import Prepared, fill_capfile, reserve_capfile
     from ..sandbox.plan import build_plan, interpreter_paths, which
 
@@ -277,17 +258,19 @@ def _run_like(command: str, rest: list[str]) -> int:
         sys.stderr.write(f"nono: Command execution failed: {program[0]}: command not found\n")
         return 127
     policy = policy_from_options(opts, out, ask_cwd=True)
-    for g in _self_grants():
-        policy = policy.with_grant(g)
+    # Where nono and its interpreter load code from: readable inside (so `nono why
+    # --self` works there), and never writable (see interpreter_paths).
+    code_paths = interpreter_paths()
+    for p in code_paths:
+        policy = policy.with_grant(Grant(p, READ, "any", "nono"))
     pty = None
     if command != "wrap" and not opts["dry_run"] and (command == "shell" or (os.isatty(0) and os.isatty(1))):
-        from ..policy.model import READWRITE, Grant
         from ..sandbox.pty_relay import PtyRelay
 
         pty = PtyRelay.create()
         policy = policy.with_grant(Grant(os.ttyname(pty.slave), READWRITE, "file", "terminal"))
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
-                      readonly=interpreter_paths())
+                      readonly=code_paths)
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in plan.notes:
         out.warn(note)

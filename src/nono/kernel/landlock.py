@@ -179,16 +179,6 @@ class Ruleset:
             ) from exc
         return access
 
-    def allow_path(self, path: str, access: int) -> int:
-        """Open ``path`` (``O_PATH``) and grant ``access`` beneath it."""
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        try:
-            import stat as _stat
-
-            return self.allow_path_fd(fd, access, is_dir=_stat.S_ISDIR(os.fstat(fd).st_mode))
-        finally:
-            os.close(fd)
-
     def allow_port(self, port: int, access: int) -> None:
         """Allow TCP ``access`` (bind and/or connect) on ``port``."""
         if not self.handled_net:

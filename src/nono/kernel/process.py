@@ -38,11 +38,6 @@ def set_dumpable(flag: bool) -> None:
     prctl(PR_SET_DUMPABLE, 1 if flag else 0)
 
 
-def effective_capabilities() -> int:
-    """The CapEff mask of this process, from /proc/self/status."""
-    return capability_sets().get(b"CapEff", 0)
-
-
 def capability_sets() -> 'dict[bytes, int]':
     """CapInh, CapPrm, CapEff, CapBnd and CapAmb of this process."""
     out: dict[bytes, int] = {}

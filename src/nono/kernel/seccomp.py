@@ -52,11 +52,9 @@ _FILTER_FLAG_NEW_LISTENER = 1 << 3
 _SET_MODE_FILTER = 1
 
 NOTIF_SIZE = 80
-NOTIF_RESP_SIZE = 24
 IOCTL_NOTIF_RECV = 0xC0502100
 IOCTL_NOTIF_SEND = 0xC0182101
 IOCTL_NOTIF_ID_VALID = 0x40082102
-USER_NOTIF_FLAG_CONTINUE = 1
 
 EPERM = 1
 ENOSYS = 38
@@ -102,10 +100,6 @@ def current_arch() -> 'Arch':
 
 def _arg_lo(i: int) -> int:
     return 16 + 8 * i
-
-
-def _arg_hi(i: int) -> int:
-    return 20 + 8 * i
 
 
 class _Asm:

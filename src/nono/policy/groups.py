@@ -37,12 +37,6 @@ def default_group_names() -> list[str]:
     return list(data()["profiles"]["default"]["groups"]["include"])
 
 
-def is_dangerous_env(name: str) -> bool:
-    """True for variables that make a program load code or reach secrets (``LD_PRELOAD``, ``PYTHONPATH``...)."""
-    rules = data()["environment"]
-    return name in rules["deny_vars"] or any(name.startswith(p) for p in rules["deny_prefixes"])
-
-
 def sanitize_env(environ: 'Mapping[str, str]', set_vars: 'Iterable[tuple[str, str]]' = ()) -> dict[str, str]:
     """A copy of ``environ`` without dangerous variables, plus ``set_vars``."""
     rules = data()["environment"]

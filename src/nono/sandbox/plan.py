@@ -64,7 +64,7 @@ class Plan:
         # code from): a write grant containing one is decomposed around it.
         self.readonly: dict[str, str] = {}
         self._deny_src: dict[str, str] = {}
-        self._deny_sorted: set[str] | None = None
+        self._deny_ancestors: set[str] | None = None
         self._deny_prefixes: tuple[str, ...] = ()
         self._fds: dict[str, int] = {}
 
@@ -102,11 +102,11 @@ class Plan:
             return
         self.denies.append((path, source))
         self._deny_src[path] = source
-        self._deny_sorted = None
+        self._deny_ancestors = None
 
     def _index(self) -> tuple[set[str], tuple[str, ...]]:
         """(every ancestor directory of a deny path, the deny paths as prefixes)."""
-        if self._deny_sorted is None:
+        if self._deny_ancestors is None:
             ancestors: set[str] = set()
             for d in self._deny_src:
                 i = d.rfind("/")
@@ -117,9 +117,9 @@ class Plan:
                     ancestors.add(d)
                     i = d.rfind("/")
                 ancestors.add("/")
-            self._deny_sorted = ancestors
+            self._deny_ancestors = ancestors
             self._deny_prefixes = tuple(d.rstrip("/") + "/" for d in self._deny_src)
-        return self._deny_sorted, self._deny_prefixes
+        return self._deny_ancestors, self._deny_prefixes
 
     def denied_by(self, path: str) -> tuple[str, str] | None:
         """The deny entry (path, source) covering canonical ``path``, if any."""

@@ -29,7 +29,6 @@ class PtyRelay:
     def __init__(self, master: int, slave: int) -> None:
         self.master, self.slave = master, slave
         self._saved: 'list[Any] | None' = None
-        self._stdin_open = True
 
     @classmethod
     def create(cls) -> 'PtyRelay':
