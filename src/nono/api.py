@@ -215,7 +215,7 @@ def run(
     else:
         input_b = input
     key, entry = _pool.entry_for(policy, exe)
-    child_env = sanitize_env(os.environ if env is None else env, policy.env_set)
+    child_env = sanitize_env(os.environ if env is None else env, policy.env_set, policy.env_allow, policy.env_deny)
     to_close: list[int] = []
     ours: dict[str, int] = {}
     try:

@@ -29,12 +29,15 @@ Commands:
   shell    start an interactive shell in the sandbox
   wrap     apply the sandbox to nono itself, then exec PROGRAM (no supervisor)
   why      explain whether a path or host is allowed, and which flag would allow it
+  profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
   setup    check what this machine can enforce (attacks a throw-away sandbox)
 
 Examples:
   nono run --allow-cwd -- python my_agent.py
   nono run --read ./data --write ./out --block-net -- ./tool.sh
+  nono run --profile claude-code --allow-cwd -- claude
   nono why --path ~/.ssh/id_rsa --json
+  nono profile show codex
   nono setup --check-only
 
 Everything nono prints goes to stderr; the program's output is untouched.
@@ -140,12 +143,17 @@ def main(argv: list[str] | None = None) -> int:
             if pos:
                 raise A.UsageError(f"unexpected argument '{pos[0]}' for 'nono setup'")
             return cmd_setup(opts)
+        if command in ("profile", "profiles", "policy"):
+            from .profile import cmd_profile
+
+            return cmd_profile([a for a in rest if a != "--silent"] if command != "profiles" or rest else ["list"],
+                               alias=command)
         raise A.UsageError(f"unknown command '{command}'")
     except A.HelpRequested as h:
         sys.stdout.write(_help(h.command))
         return 0
     except A.UsageError as exc:
-        sys.stderr.write(f"nono: error: {exc.message}\n  run 'nono {command if command in ('run', 'wrap', 'shell', 'why', 'setup') else ''} --help' for usage\n".replace("nono  --help", "nono --help"))
+        sys.stderr.write(f"nono: error: {exc.message}\n  run 'nono {command if command in ('run', 'wrap', 'shell', 'why', 'setup', 'profile') else ''} --help' for usage\n".replace("nono  --help", "nono --help"))
         return 2
     except KernelError as exc:
         sys.stderr.write(f"nono: Sandbox initialization failed: {exc.diagnostics()}\n")
@@ -173,25 +181,54 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
     from ..policy.model import READ, READWRITE, WRITE, Grant, Policy
     from ..policy.paths import expand
 
-    profile = opts.get("profile")
-    if profile not in (None, "default"):
-        raise NonoError(f"Profile not found: {profile}", hint="the built-in profile is 'default'; more arrive with the profiles feature")
-    policy = Policy()
     workdir = expand(str(opts["workdir"])) if opts.get("workdir") else os.getcwd()
+    profile_name = opts.get("profile")
+    extends = list(opts.get("extends") or ())  # type: ignore[call-overload]
+    if extends and not profile_name:
+        raise A.UsageError("--extends needs --profile (the profile the bases are put under)")
+    cwd_access = READWRITE
+    proxy_wanted = False
+    if profile_name or extends:
+        from ..policy.profiles import resolve
+
+        resolved = resolve(str(profile_name), extends)
+        policy = resolved.to_policy(workdir)
+        for old, new in ((o, n) for _label, o, n in resolved.legacy):
+            out.warn(f"profile {resolved.label}: '{old}' is deprecated" + (f", use '{new}'" if new else ""))
+        for note in resolved.not_enforced():
+            out.warn(note)
+        if resolved.workdir_access != "none":
+            cwd_access = resolved.workdir_access
+        proxy_wanted = resolved.needs_proxy()
+        if proxy_wanted and not opts.get("allow_net") and not opts.get("block_net"):
+            net = resolved.section("network")
+            what = f"network profile '{net['network_profile']}'" if net.get("network_profile") else "domain filtering"
+            out.warn(f"profile {resolved.name} asks for {what}, which needs nono's filtering proxy; this version has "
+                     "none yet, so the network is blocked (fail closed). Pass --allow-net to allow all network instead.")
+            policy = policy.block_network()
+    else:
+        policy = Policy()
+    if opts.get("allow_net"):
+        if opts.get("block_net") or opts.get("allow_connect_port") or opts.get("listen_port") or opts.get("open_port"):
+            raise A.UsageError("--allow-net contradicts --block-net and the port flags")
+        if policy.network != "allow" and not proxy_wanted:
+            raise A.UsageError(f"--allow-net contradicts the profile {profile_name}, which blocks the network")
+        policy = policy.allow_all_network()
     for dest, access, kind in (("allow", READWRITE, "dir"), ("read", READ, "dir"), ("write", WRITE, "dir"),
                                ("allow_file", READWRITE, "file"), ("read_file", READ, "file"),
                                ("write_file", WRITE, "file")):
         for p in opts.get(dest) or ():  # type: ignore[attr-defined]
             policy = policy.with_grant(Grant(expand(p), access, kind, "user"))
     if opts.get("allow_cwd"):
-        policy = policy.with_grant(Grant(workdir, READWRITE, "dir", "cwd"))
+        policy = policy.with_grant(Grant(workdir, cwd_access, "dir", "cwd"))
     elif ask_cwd and not any(g.path == workdir for g in policy.grants):
         if _interactive() and not opts.get("silent"):
-            sys.stderr.write(f"nono: grant read+write access to the working directory {workdir}? [y/N] ")
+            what = {READ: "read", WRITE: "write"}.get(cwd_access, "read+write")
+            sys.stderr.write(f"nono: grant {what} access to the working directory {workdir}? [y/N] ")
             sys.stderr.flush()
             answer = sys.stdin.readline().strip().lower()
             if answer in ("y", "yes"):
-                policy = policy.with_grant(Grant(workdir, READWRITE, "dir", "cwd"))
+                policy = policy.with_grant(Grant(workdir, cwd_access, "dir", "cwd"))
         else:
             out.err("Skipping CWD prompt (non-interactive). Use --allow-cwd to include working directory.")
     if opts.get("allow_unix_socket"):
@@ -286,7 +323,7 @@ def _run_like(command: str, rest: list[str]) -> int:
     capabilities(out, plan, prep, _v())
     if skipped:
         out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
-    env = sanitize_env(os.environ, policy.env_set)
+    env = sanitize_env(os.environ, policy.env_set, policy.env_allow, policy.env_deny)
     fill_capfile(cap_fd, plan, prep.status)
     env["NONO_CAP_FILE"] = cap_path
     if command == "wrap":

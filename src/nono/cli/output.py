@@ -28,7 +28,7 @@ def capabilities(out: 'Out', plan: 'Plan', prep: 'Prepared | None', version: str
     tag = {"read": "r ", "write": " w", "readwrite": "rw"}
     hidden = 0
     for rule in plan.rules.values():
-        if rule.source in _SHOWN_SOURCES or out.verbose:
+        if rule.source in _SHOWN_SOURCES or rule.source.startswith("profile:") or out.verbose:
             kind = "" if rule.is_dir else " (file)"
             lines.append(f"    {tag[rule.access]}  {_short(rule.path)}{kind}  [{rule.source}]")
         else:

@@ -33,15 +33,42 @@ def group(name: str) -> dict:  # type: ignore[type-arg]
     return groups[name]  # type: ignore[no-any-return]
 
 
+_DEFAULT_PROFILE = os.path.join(os.path.dirname(_DATA_FILE), "profiles", "default.json")
+_default_groups: list[str] | None = None
+
+
 def default_group_names() -> list[str]:
-    return list(data()["profiles"]["default"]["groups"]["include"])
+    """The groups of the built-in ``default`` profile (``data/profiles/default.json``)."""
+    global _default_groups
+    if _default_groups is None:
+        with open(_DEFAULT_PROFILE, encoding="utf-8") as f:
+            _default_groups = list(_jsonlite.loads(f.read())["groups"]["include"])
+    return list(_default_groups)
 
 
-def sanitize_env(environ: 'Mapping[str, str]', set_vars: 'Iterable[tuple[str, str]]' = ()) -> dict[str, str]:
-    """A copy of ``environ`` without dangerous variables, plus ``set_vars``."""
+ESSENTIAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LC_*", "TZ", "TMPDIR")
+
+
+def sanitize_env(environ: 'Mapping[str, str]', set_vars: 'Iterable[tuple[str, str]]' = (),
+                 allow: 'Iterable[str] | None' = None, deny: 'Iterable[str]' = ()) -> dict[str, str]:
+    """A copy of ``environ`` without dangerous variables, plus ``set_vars``.
+
+    ``allow`` (names or ``PREFIX*`` patterns), when given, is an allowlist on
+    top of :data:`ESSENTIAL_ENV`; ``deny`` adds names or patterns to remove.
+    """
     rules = data()["environment"]
-    deny = set(rules["deny_vars"])
+    deny_names = set(rules["deny_vars"])
     prefixes = tuple(rules["deny_prefixes"])
-    out = {k: v for k, v in environ.items() if k not in deny and not k.startswith(prefixes)}
+    out = {k: v for k, v in environ.items() if k not in deny_names and not k.startswith(prefixes)}
+    extra = list(deny)
+    if extra:
+        out = {k: v for k, v in out.items() if not _matches(k, extra)}
+    if allow is not None:
+        keep = list(allow) + list(ESSENTIAL_ENV)
+        out = {k: v for k, v in out.items() if _matches(k, keep)}
     out.update(set_vars)
     return out
+
+
+def _matches(name: str, patterns: 'Iterable[str]') -> bool:
+    return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in patterns)

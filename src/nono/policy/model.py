@@ -53,7 +53,8 @@ class Policy:
     absolute when the method is called.
     """
 
-    __slots__ = ("bind_ports", "bypass", "connect_ports", "env_set", "grants", "groups", "network", "unix_sockets")
+    __slots__ = ("bind_ports", "bypass", "connect_ports", "denies", "env_allow", "env_deny", "env_set", "grants", "groups",
+                 "network", "unix_sockets")
 
     def __init__(self, *, defaults: bool = True) -> None:
         from .groups import default_group_names
@@ -66,6 +67,9 @@ class Policy:
         self.bypass: tuple[str, ...] = ()
         self.unix_sockets: tuple[str, ...] = ()
         self.env_set: tuple[tuple[str, str], ...] = ()
+        self.env_allow: tuple[str, ...] | None = None
+        self.env_deny: tuple[str, ...] = ()
+        self.denies: tuple[tuple[str, str], ...] = ()
 
     # -- construction helpers -------------------------------------------------
     def _copy(self, **changes: object) -> 'Policy':
@@ -106,6 +110,30 @@ class Policy:
     def allow_file(self, *paths: str) -> 'Policy':
         return self._add(paths, READWRITE, "file")
 
+    def deny(self, *paths: str, source: str = "user") -> 'Policy':
+        """Deny every access beneath each path, even inside directories granted elsewhere."""
+        added = tuple((expand(str(p)), source) for p in paths)
+        return self._copy(denies=self.denies + tuple(d for d in added if d not in self.denies))
+
+    def with_groups(self, *names: str) -> 'Policy':
+        """A copy using exactly these policy groups (see ``nono profile groups``).
+
+        Leaving out a group marked ``required`` (the credential, keyring,
+        browser and shell-file denials) is an error.
+        """
+        from .groups import data, group
+
+        for n in names:
+            group(n)  # unknown names raise, listing the known ones
+        missing = [n for n, g in data()["groups"].items() if g.get("required") and n not in names
+                   and g.get("platform") in (None, "linux")]
+        if missing:
+            from ..errors import PolicyError
+
+            raise PolicyError(f"required group(s) left out: {', '.join(missing)}",
+                              hint="required groups cannot be excluded; use bypass_protection for a single path")
+        return self._copy(groups=tuple(dict.fromkeys(names)))
+
     def bypass_protection(self, *paths: str) -> 'Policy':
         """Lift a deny-group entry for paths that another grant of yours covers."""
         return self._copy(bypass=self.bypass + tuple(expand(p) for p in paths))
@@ -125,6 +153,10 @@ class Policy:
         return self._add(["/dev/pts"], READWRITE, "dir")
 
     # -- network ----------------------------------------------------------------
+    def allow_all_network(self) -> 'Policy':
+        """Unrestricted network (the default): undoes :meth:`block_network` and port restrictions."""
+        return self._copy(network="allow", connect_ports=(), bind_ports=())
+
     def block_network(self) -> 'Policy':
         """No outbound or inbound network, except ports you open explicitly."""
         return self._copy(network="block")
@@ -148,6 +180,18 @@ class Policy:
 
             raise PolicyError(f"cannot set environment variable {name!r} (PATH and NONO_* are reserved)")
         return self._copy(env_set=self.env_set + ((name, value),))
+
+    def allow_env(self, *names: str) -> 'Policy':
+        """Pass only these environment variables (``NAME`` or ``PREFIX*``), plus a few essentials.
+
+        The essentials (PATH, HOME, USER, LOGNAME, SHELL, TERM, LANG, LC_*, TZ,
+        TMPDIR) always pass; the dangerous-variable denials still apply.
+        """
+        return self._copy(env_allow=tuple(dict.fromkeys((self.env_allow or ()) + names)))
+
+    def deny_env(self, *names: str) -> 'Policy':
+        """Never pass these environment variables (``NAME`` or ``PREFIX*``)."""
+        return self._copy(env_deny=tuple(dict.fromkeys(self.env_deny + names)))
 
     # -- identity -----------------------------------------------------------------
     def key(self) -> tuple[object, ...]:

@@ -31,6 +31,11 @@ _MASKS = {READ: ll.ACCESS_READ, WRITE: ll.ACCESS_WRITE, READWRITE: ll.ACCESS_REA
 _USER_SOURCES = ("user", "cwd")
 
 
+def _is_user(source: str) -> bool:
+    """Grants the user asked for (flags, API, profile files): stricter checks, louder errors."""
+    return source in _USER_SOURCES or source.startswith("profile:")
+
+
 class Rule:
     """A Landlock path rule: ``path`` (canonical), rights ``mask``, ``is_dir``."""
 
@@ -249,6 +254,7 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
                 system.append((p if literal else expand(p, vars_), access, source))
         for p in g.get("deny", {}).get("access", []):
             deny_raw.append((expand(p, vars_), f"group:{name}"))
+    deny_raw.extend(policy.denies)
     protected = [_canonical(expand(p, vars_)) for p in data["protected_state_roots"]]
     protected.append(_canonical(vars_["NONO_CONFIG"]))
 
@@ -260,7 +266,7 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
 
     bypass = [_canonical(b) for b in policy.bypass]
     for b in bypass:
-        if not any(g.source in _USER_SOURCES and is_within(b, _canonical(g.path)) for g in grants):
+        if not any(_is_user(g.source) and is_within(b, _canonical(g.path)) for g in grants):
             raise PolicyError(
                 f"bypass_protection '{b}' has no matching grant",
                 path=b, hint=f"also grant it, e.g. --read {b} or --allow {b}",
@@ -354,7 +360,7 @@ def _open_canonical(path: str) -> 'tuple[int, str, os.stat_result]':
 
 
 def _add_grant(plan: 'Plan', g: 'Grant', protected: list[str]) -> None:
-    user = g.source in _USER_SOURCES
+    user = _is_user(g.source)
     try:
         fd, real, st = _open_canonical(g.path)
     except OSError as exc:
@@ -475,7 +481,7 @@ def _put(plan: 'Plan', path: str, mask: int, is_dir: bool, g: 'Grant') -> None:
         old.mask |= mask
         if old.access != g.access:
             old.access = READWRITE if {old.access, g.access} != {READ} else READ
-        if g.source in _USER_SOURCES:
+        if _is_user(g.source):
             old.source = g.source
 
 
