@@ -53,12 +53,15 @@ By default the program may read system directories (/usr, /lib, /etc/ssl, ...),
 use /tmp, and nothing of your home directory; credentials, keyrings, browser
 profiles and shell start-up files stay denied even inside directories you grant.
 The network is allowed unless --block-net (or a port flag) restricts it.
+--profile NAME starts from a profile instead (nono profile list): an agent's own
+state directories and runtime, its working-directory access, its network rules.
 {options}
 
 Examples:
   nono {cmd} --allow-cwd -- python my_agent.py
   nono {cmd} --read ./data --write ./out --block-net -- ./tool.sh
   nono {cmd} --allow ~ -- bash        # ~/.ssh, ~/.aws, ... still denied
+  nono {cmd} --profile claude-code --allow-cwd -- claude
 """
 
 _WHAT = {
@@ -192,7 +195,7 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
         from ..policy.profiles import resolve
 
         resolved = resolve(str(profile_name), extends)
-        policy = resolved.to_policy(workdir)
+        policy = resolved.to_policy(workdir, allow_unfiltered_network=bool(opts.get("allow_net")))
         for old, new in ((o, n) for _label, o, n in resolved.legacy):
             out.warn(f"profile {resolved.label}: '{old}' is deprecated" + (f", use '{new}'" if new else ""))
         for note in resolved.not_enforced():
@@ -205,7 +208,6 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
             what = f"network profile '{net['network_profile']}'" if net.get("network_profile") else "domain filtering"
             out.warn(f"profile {resolved.name} asks for {what}, which needs nono's filtering proxy; this version has "
                      "none yet, so the network is blocked (fail closed). Pass --allow-net to allow all network instead.")
-            policy = policy.block_network()
     else:
         policy = Policy()
     if opts.get("allow_net"):

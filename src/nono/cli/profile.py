@@ -161,7 +161,8 @@ def _show(opts: 'dict[str, object]', pos: list[str]) -> int:
     lines.append("\nFilesystem (access, path, from):")
     tag = {"read": "r ", "write": " w", "readwrite": "rw"}
     for e in report["filesystem"]:
-        lines.append(f"  {tag[e['access']]}  {e['path']}{'' if e['kind'] != 'file' else ' (file)'}  [{e['from']}]")
+        absent = "" if os.path.lexists(e["path"]) else "  (absent here: skipped)"
+        lines.append(f"  {tag[e['access']]}  {e['path']}{'' if e['kind'] != 'file' else ' (file)'}  [{e['from']}]{absent}")
     lines.append("\nDenied (even inside granted directories):")
     for e in report["deny"]:
         lines.append(f"  !   {e['path']}  [{e['from']}]")

@@ -71,6 +71,20 @@ class Policy:
         self.env_deny: tuple[str, ...] = ()
         self.denies: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def from_profile(cls, name: str, *, workdir: 'str | None' = None, allow_unfiltered_network: bool = False) -> 'Policy':
+        """The policy of a profile (a name from ``nono profile list``, or a file path).
+
+        The working directory is not granted: add ``.allow(workdir)`` (or
+        ``.allow_read``) yourself. A profile that asks for network filtering
+        blocks the network, because the filtering proxy is not in this version.
+        """
+        import os
+
+        from .profiles import resolve
+
+        return resolve(name).to_policy(workdir or os.getcwd(), allow_unfiltered_network=allow_unfiltered_network)
+
     # -- construction helpers -------------------------------------------------
     def _copy(self, **changes: object) -> 'Policy':
         new = Policy.__new__(Policy)

@@ -135,6 +135,10 @@ def find(ref: str, *, near: str = "", skip: str = "") -> tuple[str, str, str]:
     if is_path_ref(ref):
         path = os.path.abspath(os.path.expanduser(ref))
         if not os.path.isfile(path):
+            parts = ref.split("/")
+            if len(parts) == 2 and all(parts) and ref[0] not in ".~" and not ref.endswith(SUFFIXES):
+                raise ProfileError(f"profile '{ref}' looks like a registry pack: packs are not supported in this version",
+                                   hint="download the pack's profile file and pass its path, or use a built-in (nono profile list)")
             raise ProfileError(f"profile file not found: {ref}", hint="give an existing file, or a profile name (nono profile list)")
         return os.path.basename(path).rsplit(".", 1)[0], path, path
     if not ref or not all(c.isalnum() or c in "-_" for c in ref):
@@ -156,8 +160,23 @@ def find(ref: str, *, near: str = "", skip: str = "") -> tuple[str, str, str]:
     raise ProfileError(f"Profile not found: {ref}", hint=hint)
 
 
+_documents: 'dict[tuple[str, str, float, int], Document]' = {}
+
+
 def load_document(name: str, file: str, label: str) -> Document:
-    """Read, de-legacy, validate and evaluate conditions of one profile file."""
+    """Read, de-legacy, validate and evaluate conditions of one profile file (cached per process)."""
+    try:
+        st = os.stat(file)
+        key = (file, label, st.st_mtime, st.st_size)
+    except OSError:
+        key = (file, label, 0.0, -1)
+    doc = _documents.get(key)
+    if doc is None:
+        doc = _documents[key] = _load_document(name, file, label)
+    return doc
+
+
+def _load_document(name: str, file: str, label: str) -> Document:
     from . import schema
 
     try:
@@ -371,8 +390,14 @@ class ResolvedProfile:
         net = self.section("network")
         return any(net.get(k) for k in _PROXY_KEYS)
 
-    def to_policy(self, workdir: str) -> 'Policy':
-        """The :class:`Policy` this profile describes (CLI flags are added on top by the caller)."""
+    def to_policy(self, workdir: str, *, allow_unfiltered_network: bool = False) -> 'Policy':
+        """The :class:`Policy` this profile describes (CLI flags are added on top by the caller).
+
+        A profile that asks for network filtering (``network_profile``,
+        ``allow_domain``, ...) gets a blocked network: the filtering proxy is
+        not in this version, and nono fails closed. ``allow_unfiltered_network``
+        allows all network instead (``--allow-net``).
+        """
         from .model import Grant, Policy
         from .paths import variables
 
@@ -407,6 +432,8 @@ class ResolvedProfile:
                                    f"({', '.join(k for k in _PROXY_KEYS if net.get(k))})", file=self.label,
                                    hint="remove network.block, or the proxy settings")
             policy = policy.block_network()
+        elif self.needs_proxy():
+            policy = policy.allow_all_network() if allow_unfiltered_network else policy.block_network()
         for p in net.get("connect_port", ()):
             policy = policy.allow_connect_port(p)
         for p in net.get("listen_port", ()):
