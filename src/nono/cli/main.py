@@ -308,10 +308,15 @@ def _run_like(command: str, rest: list[str]) -> int:
 
         pty = PtyRelay.create()
         policy = policy.with_grant(Grant(os.ttyname(pty.slave), READWRITE, "file", "terminal"))
+    if not opts["dry_run"]:
+        from ..sandbox.plan import create_state_dirs
+
+        for d in create_state_dirs(policy, str(opts["workdir"]) if opts.get("workdir") else None):
+            out.err(f"[nono] created {d} (the agent's state directory: it must exist to be granted)")
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
                       readonly=code_paths)
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
-    for note in plan.notes:
+    for note in dict.fromkeys(plan.notes):
         out.warn(note)
     if opts["dry_run"]:
         capabilities(out, plan, None, _v())

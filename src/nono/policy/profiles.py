@@ -198,7 +198,7 @@ def _load_document(name: str, file: str, label: str) -> Document:
         first = problems[0]
         line = locate_key(text, first.key) if first.key else 0
         more = f" (and {len(problems) - 1} more problem(s): run 'nono profile validate {file}')" if len(problems) > 1 else ""
-        hint = f"did you mean '{first.suggestion}'?" if first.suggestion else "see 'nono profile schema' for the format"
+        hint = "see 'nono profile schema' for the format"
         raise ProfileError(f"{first}{more}", file=shown, line=line, key=first.key, hint=hint)
     for key, _desc in schema.deprecated_keys(data):
         if key in ALIASES:
@@ -387,8 +387,9 @@ class ResolvedProfile:
         return notes
 
     def needs_proxy(self) -> bool:
+        """Does the profile ask for filtered network (and not simply ``network.block``)?"""
         net = self.section("network")
-        return any(net.get(k) for k in _PROXY_KEYS)
+        return not net.get("block") and any(net.get(k) for k in _PROXY_KEYS)
 
     def to_policy(self, workdir: str, *, allow_unfiltered_network: bool = False) -> 'Policy':
         """The :class:`Policy` this profile describes (CLI flags are added on top by the caller).
@@ -426,11 +427,7 @@ class ResolvedProfile:
         for k, v in (env.get("set_vars") or {}).items():
             policy = policy.set_env(str(k), str(v))
         net = self.section("network")
-        if net.get("block"):
-            if self.needs_proxy():
-                raise ProfileError("network.block contradicts the profile's proxy settings "
-                                   f"({', '.join(k for k in _PROXY_KEYS if net.get(k))})", file=self.label,
-                                   hint="remove network.block, or the proxy settings")
+        if net.get("block"):  # stricter than any proxy setting a base may carry: it wins
             policy = policy.block_network()
         elif self.needs_proxy():
             policy = policy.allow_all_network() if allow_unfiltered_network else policy.block_network()

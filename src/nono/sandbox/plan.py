@@ -318,6 +318,42 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
     return plan
 
 
+def create_state_dirs(policy: 'Policy', cwd: 'str | None' = None) -> list[str]:
+    """Create the agent state directories the policy's groups name in ``create_dirs``.
+
+    A sandbox can grant only what exists, and the agent cannot create its own
+    ``~/.codex`` inside the sandbox (your home is not writable). So, before
+    the sandbox starts, nono creates each missing one (mode 0700). Only
+    directories beneath your home, outside every denied and protected path,
+    are created. Returns the directories created.
+    """
+    groups = [_groups.group(name) for name in policy.groups]
+    if not any(g.get("create_dirs") for g in groups):
+        return []
+    vars_ = variables(cwd)
+    home = _home()
+    denied: list[str] = []
+    wanted: list[str] = []
+    for g in groups:
+        denied.extend(expand(p, vars_) for p in g.get("deny", {}).get("access", []))
+        wanted.extend(expand(p, vars_) for p in g.get("create_dirs", []))
+    denied.extend(p for p, _src in policy.denies)
+    denied.extend(expand(p, vars_) for p in _groups.data()["protected_state_roots"])
+    denied.append(vars_["NONO_CONFIG"])
+    created = []
+    for d in wanted:
+        if os.path.lexists(d) or not is_within(_canonical(os.path.dirname(d)), home) or d == home:
+            continue
+        if any(is_within(d, x) or is_within(x, d) for x in denied):
+            continue
+        try:
+            os.makedirs(d, mode=0o700)
+        except OSError:
+            continue  # the grant is then skipped, and reported like any missing path
+        created.append(d)
+    return created
+
+
 _home_cache: 'dict[str, str]' = {}
 
 
