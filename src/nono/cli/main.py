@@ -15,6 +15,8 @@ from . import args as A
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..policy.model import Policy
     from ..sandbox.apply import Prepared
     from ..sandbox.plan import Plan
@@ -190,7 +192,6 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
     if extends and not profile_name:
         raise A.UsageError("--extends needs --profile (the profile the bases are put under)")
     cwd_access = READWRITE
-    proxy_wanted = False
     if profile_name or extends:
         from ..policy.profiles import resolve
 
@@ -202,20 +203,38 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
             out.warn(note)
         if resolved.workdir_access != "none":
             cwd_access = resolved.workdir_access
-        proxy_wanted = resolved.needs_proxy()
-        if proxy_wanted and not opts.get("allow_net") and not opts.get("block_net"):
-            net = resolved.section("network")
-            what = f"network profile '{net['network_profile']}'" if net.get("network_profile") else "domain filtering"
-            out.warn(f"profile {resolved.name} asks for {what}, which needs nono's filtering proxy; this version has "
-                     "none yet, so the network is blocked (fail closed). Pass --allow-net to allow all network instead.")
     else:
         policy = Policy()
+    proxy_flags = [f for f, d in (("--network-profile", "network_profile"), ("--allow-domain", "allow_domain"),
+                                  ("--upstream-proxy", "upstream_proxy")) if opts.get(d)]
+    if opts.get("block_net") and proxy_flags:
+        raise A.UsageError(f"--block-net and {', '.join(proxy_flags)} are contradictory: block everything, or filter")
     if opts.get("allow_net"):
-        if opts.get("block_net") or opts.get("allow_connect_port") or opts.get("listen_port") or opts.get("open_port"):
-            raise A.UsageError("--allow-net contradicts --block-net and the port flags")
-        if policy.network != "allow" and not proxy_wanted:
+        if opts.get("block_net") or proxy_flags or opts.get("allow_connect_port") or opts.get("listen_port") \
+                or opts.get("open_port"):
+            raise A.UsageError("--allow-net contradicts --block-net, the proxy flags and the port flags")
+        if policy.network == "block":
             raise A.UsageError(f"--allow-net contradicts the profile {profile_name}, which blocks the network")
         policy = policy.allow_all_network()
+    if opts.get("network_profile") or opts.get("allow_domain"):
+        policy = policy.allow_network(list(opts.get("allow_domain") or ()),  # type: ignore[call-overload]
+                                      profile=str(opts["network_profile"]) if opts.get("network_profile") else None)
+    if opts.get("upstream_proxy"):
+        if policy.network != "proxy":
+            raise A.UsageError("--upstream-proxy needs a filtered network (--network-profile or --allow-domain)")
+        policy = policy.use_upstream_proxy(str(opts["upstream_proxy"]))
+    if opts.get("upstream_bypass"):
+        if not policy.upstream_proxy:
+            raise A.UsageError("--upstream-bypass needs --upstream-proxy")
+        policy = policy.use_upstream_proxy(str(policy.upstream_proxy), list(opts["upstream_bypass"]))  # type: ignore[call-overload]
+    if opts.get("deny_private"):
+        if policy.network != "proxy":
+            raise A.UsageError("--deny-private-networks needs a filtered network (--network-profile or --allow-domain)")
+        policy = policy.deny_private_networks()
+    if opts.get("proxy_port") is not None:
+        if policy.network != "proxy":
+            raise A.UsageError("--proxy-port needs a filtered network (--network-profile or --allow-domain)")
+        policy = policy.with_proxy_port(int(opts["proxy_port"]))  # type: ignore[call-overload]
     for dest, access, kind in (("allow", READWRITE, "dir"), ("read", READ, "dir"), ("write", WRITE, "dir"),
                                ("allow_file", READWRITE, "file"), ("read_file", READ, "file"),
                                ("write_file", WRITE, "file")):
@@ -273,9 +292,7 @@ def _interactive() -> bool:
 
 
 def _run_like(command: str, rest: list[str]) -> int:
-    from ..policy.groups import sanitize_env
     from ..policy.model import READ, READWRITE, Grant
-    from ..sandbox.apply import Prepared, fill_capfile, reserve_capfile
     from ..sandbox.plan import build_plan, interpreter_paths, which
 
     flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
@@ -318,6 +335,42 @@ def _run_like(command: str, rest: list[str]) -> int:
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in dict.fromkeys(plan.notes):
         out.warn(note)
+    proxy = None
+    if plan.network == "proxy":
+        if command == "wrap":
+            raise A.UsageError("a filtered network (--network-profile, --allow-domain, or a profile's network rules) "
+                               "needs nono's proxy and supervisor: use 'nono run' instead of 'nono wrap'")
+        from ..sandbox import network as _net
+
+        if opts["dry_run"]:
+            _net.settings(policy)  # validate, start nothing
+        else:
+            proxy = _net.start(policy)
+            plan.proxy_port = proxy.port
+    try:
+        return _launch(command, opts, out, capabilities, plan, policy, exe, program, skipped, pty, proxy)
+    finally:
+        if proxy is not None:
+            _report_network(out, proxy.stop())
+
+
+def _report_network(out: 'Out', events: 'list[dict[str, object]]') -> None:
+    from ..sandbox.network import summary
+
+    lines = summary(events)
+    for line in lines[:20]:
+        out.err(f"[nono] blocked network: {line}")
+    if len(lines) > 20:
+        out.err(f"[nono] blocked network: ... and {len(lines) - 20} more destinations")
+    if lines:
+        out.err("[nono] to allow a host: --allow-domain HOST (see: nono why --host HOST)")
+
+
+def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: 'Any', plan: 'Plan', policy: 'Policy',
+            exe: str, program: list[str], skipped: list[str], pty: 'Any', proxy: 'Any') -> int:
+    from ..policy.groups import sanitize_env
+    from ..sandbox.apply import Prepared, fill_capfile, reserve_capfile
+
     if opts["dry_run"]:
         capabilities(out, plan, None, _v())
         if skipped:
@@ -333,13 +386,16 @@ def _run_like(command: str, rest: list[str]) -> int:
     env = sanitize_env(os.environ, policy.env_set, policy.env_allow, policy.env_deny)
     fill_capfile(cap_fd, plan, prep.status)
     env["NONO_CAP_FILE"] = cap_path
+    if proxy is not None:
+        env.update(proxy.env())
     if command == "wrap":
         return _wrap(prep, exe, program, env)
     from ..sandbox import supervisor
 
     try:
         try:
-            code = supervisor.run(prep, exe, program, env, pty=pty)
+            code = supervisor.run(prep, exe, program, env, pty=pty,
+                                  on_exit=None if proxy is None else (lambda: proxy.stop()))
         except supervisor.ChildFailure as exc:
             if exc.exit_code == 126:
                 sys.stderr.write(f"nono: failed to apply sandbox in supervised child: {exc.message}\n")

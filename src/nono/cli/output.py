@@ -50,7 +50,16 @@ def capabilities(out: 'Out', plan: 'Plan', prep: 'Prepared | None', version: str
             lines.append(f"    !  {_short(p)}  [deny, {src}]")
     else:
         lines.append(f"    !  {n_deny} protected paths denied (credentials, keyrings, browser data, shell files; -v to show)")
-    if plan.restrict_network:
+    if plan.network == "proxy":
+        hosts = [h if isinstance(h, str) else str(h.get("domain")) if isinstance(h, dict) else str(h)
+                 for h in plan.proxy_hosts]
+        shown = ", ".join(hosts[:6]) + (f", +{len(hosts) - 6} more" if len(hosts) > 6 else "")
+        where = f" on 127.0.0.1:{plan.proxy_port}" if plan.proxy_port else ""
+        lines.append(f"    net  filtered by nono's proxy{where}: {shown or 'no hosts'}")
+        if plan.connect_ports or plan.bind_ports:
+            lines.append(f"    net  and TCP ports: connect {','.join(map(str, plan.connect_ports)) or '-'}; "
+                         f"listen {','.join(map(str, plan.bind_ports)) or '-'}")
+    elif plan.restrict_network:
         ports = []
         if plan.connect_ports:
             ports.append("connect " + ",".join(map(str, plan.connect_ports)))

@@ -50,18 +50,6 @@ def cmd_why(opts: dict[str, object]) -> int:
         verdict = query_path(view, expand(str(opts["path"])), op)
     elif opts.get("host"):
         verdict = query_host(view, str(opts["host"]), int(opts.get("port") or 443))  # type: ignore[call-overload]
-        if opts.get("profile") and not opts.get("self_") and verdict.get("reason") == "network_blocked" \
-                and not opts.get("block_net"):
-            from ..policy.profiles import resolve
-
-            resolved = resolve(str(opts["profile"]), list(opts.get("extends") or ()))  # type: ignore[call-overload]
-            if resolved.needs_proxy():
-                net = resolved.section("network")
-                what = f"network profile '{net['network_profile']}'" if net.get("network_profile") else "domain filtering"
-                verdict["details"] = (f"profile {resolved.name} asks for {what}, which needs nono's filtering proxy "
-                                      "(not in this version), so the network is blocked (fail closed)")
-                verdict["policy_source"] = f"profile:{resolved.name}"
-                verdict["suggested_flag"] = "--allow-net"
     else:
         raise A.UsageError("nono why needs --path PATH or --host HOST (or --self)")
     del json

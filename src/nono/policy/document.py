@@ -34,10 +34,12 @@ def strip_jsonc(text: str) -> str:
     out = list(text)
     i, n = 0, len(text)
     last_comma = -1  # index of a comma that may turn out to be trailing
+    prev = ""  # the last significant character before the current one
     while i < n:
         c = text[i]
         if c == '"':
             last_comma = -1
+            prev = '"'
             i += 1
             while i < n and text[i] != '"':
                 i += 2 if text[i] == "\\" else 1
@@ -57,13 +59,16 @@ def strip_jsonc(text: str) -> str:
             i = stop
             continue
         if c == ",":
-            last_comma = i
+            # Trailing only if it follows a value: "[,]" and "[1,,]" stay errors.
+            last_comma = i if prev not in ("", "[", "{", ",") else -1
         elif c in "]}":
             if last_comma >= 0:
                 out[last_comma] = " "
             last_comma = -1
         elif c not in " \t\r\n":
             last_comma = -1
+        if c not in " \t\r\n":
+            prev = c
         i += 1
     return "".join(out)
 
@@ -76,17 +81,54 @@ def parse(text: str, file: str) -> 'Any':
     from .. import _jsonlite
 
     try:
-        return _jsonlite.loads(cleaned)
-    except (ValueError, StopIteration):
+        return check_structure(_jsonlite.loads(cleaned), file)
+    except ProfileError:
+        raise
+    except Exception:  # the C scanner raises odd things (SystemError) on bad input
         pass
     import json  # only on the error path: it gives line and column
 
     try:
-        return json.loads(cleaned)
+        value = json.loads(cleaned)
     except json.JSONDecodeError as exc:
         raise ProfileError(f"malformed JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno) from None
     except RecursionError:
         raise ProfileError("malformed JSON: nested too deeply", file=file) from None
+    except ValueError as exc:  # e.g. an integer literal too long to convert
+        raise ProfileError(f"malformed JSON: {exc}", file=file) from None
+    return check_structure(value, file)
+
+
+MAX_NESTING = 32
+
+
+def check_structure(value: 'Any', file: str) -> 'Any':
+    """Refuse documents nested deeper than :data:`MAX_NESTING` (also catches YAML alias cycles)
+    and strings that are not valid Unicode (lone surrogates)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if depth > MAX_NESTING or seen > 1_000_000:
+            raise ProfileError(f"nested more than {MAX_NESTING} levels deep (or self-referencing)", file=file)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(k, str):
+                    _check_text(k, file)
+                stack.append((v, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, str):
+            _check_text(node, file)
+    return value
+
+
+def _check_text(text: str, file: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProfileError(f"invalid text {text[:40]!r}: not valid Unicode (a lone surrogate escape?)", file=file) from None
 
 
 def _parse_yaml(text: str, file: str) -> 'Any':
@@ -95,7 +137,9 @@ def _parse_yaml(text: str, file: str) -> 'Any':
     except ImportError:  # pragma: no cover - pyyaml is a dependency
         raise ProfileError("YAML profiles need PyYAML (pip install pyyaml)", file=file) from None
     try:
-        return yaml.safe_load(text)
+        return check_structure(yaml.safe_load(text), file)
+    except ProfileError:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -105,6 +149,8 @@ def _parse_yaml(text: str, file: str) -> 'Any':
         raise ProfileError(f"malformed YAML: {exc}", file=file) from None
     except RecursionError:
         raise ProfileError("malformed YAML: nested too deeply", file=file) from None
+    except Exception as exc:  # PyYAML's constructors raise ValueError, KeyError, ... on bad scalars
+        raise ProfileError(f"malformed YAML: cannot read a value ({type(exc).__name__}: {exc})", file=file) from None
 
 
 def locate_key(text: str, keypath: str) -> int:

@@ -53,8 +53,9 @@ class Policy:
     absolute when the method is called.
     """
 
-    __slots__ = ("bind_ports", "bypass", "connect_ports", "denies", "env_allow", "env_deny", "env_set", "grants", "groups",
-                 "network", "unix_sockets")
+    __slots__ = ("bind_ports", "bypass", "connect_ports", "denies", "deny_private", "env_allow", "env_deny", "env_set",
+                 "grants", "groups", "network", "network_profiles", "proxy_allow", "proxy_port", "unix_sockets",
+                 "upstream_bypass", "upstream_proxy")
 
     def __init__(self, *, defaults: bool = True) -> None:
         from .groups import default_group_names
@@ -70,6 +71,13 @@ class Policy:
         self.env_allow: tuple[str, ...] | None = None
         self.env_deny: tuple[str, ...] = ()
         self.denies: tuple[tuple[str, str], ...] = ()
+        # Filtered network ("proxy" mode): what nono's proxy lets through.
+        self.network_profiles: tuple[str, ...] = ()
+        self.proxy_allow: tuple[object, ...] = ()  # host patterns, URLs with path globs, or {"domain", "endpoints"}
+        self.deny_private = False
+        self.upstream_proxy: str | None = None
+        self.upstream_bypass: tuple[str, ...] = ()
+        self.proxy_port = 0
 
     @classmethod
     def from_profile(cls, name: str, *, workdir: 'str | None' = None, allow_unfiltered_network: bool = False) -> 'Policy':
@@ -168,20 +176,50 @@ class Policy:
 
     # -- network ----------------------------------------------------------------
     def allow_all_network(self) -> 'Policy':
-        """Unrestricted network (the default): undoes :meth:`block_network` and port restrictions."""
-        return self._copy(network="allow", connect_ports=(), bind_ports=())
+        """Unrestricted network (the default): undoes :meth:`block_network`, filtering and port restrictions."""
+        return self._copy(network="allow", connect_ports=(), bind_ports=(), network_profiles=(), proxy_allow=())
+
+    def allow_network(self, hosts: 'Iterable[object]' = (), *, profile: 'str | None' = None) -> 'Policy':
+        """Network only through nono's filtering proxy, to these hosts (and a network profile's).
+
+        ``hosts``: ``"api.openai.com"``, ``"*.githubusercontent.com"`` (any
+        subdomain), ``"api.openai.com:443"``, or a URL with a path glob
+        (``"https://api.github.com/repos/acme/**"``; enforced for plain HTTP).
+        ``profile``: a network profile (``minimal``, ``developer``, ...).
+        Everything else (other hosts, UDP, raw sockets) is blocked; the program
+        gets ``HTTPS_PROXY`` and friends. Link-local and cloud-metadata
+        addresses are always refused.
+        """
+        new_hosts = tuple(h for h in hosts if h not in self.proxy_allow)
+        profiles = self.network_profiles + ((profile,) if profile and profile not in self.network_profiles else ())
+        return self._copy(network="proxy", proxy_allow=self.proxy_allow + new_hosts, network_profiles=profiles)
+
+    def with_proxy_port(self, port: int) -> 'Policy':
+        """Run the filtering proxy on this loopback port instead of an ephemeral one."""
+        return self._copy(proxy_port=_port(port))
+
+    def deny_private_networks(self) -> 'Policy':
+        """With a filtered network, also refuse private addresses (10/8, 192.168/16, fc00::/7, ...)."""
+        return self._copy(deny_private=True)
+
+    def use_upstream_proxy(self, address: str, bypass: 'Iterable[str]' = ()) -> 'Policy':
+        """With a filtered network, send allowed traffic through the proxy at ``host:port`` (except ``bypass`` hosts)."""
+        return self._copy(upstream_proxy=address, upstream_bypass=self.upstream_bypass + tuple(bypass))
 
     def block_network(self) -> 'Policy':
-        """No outbound or inbound network, except ports you open explicitly."""
-        return self._copy(network="block")
+        """No outbound or inbound network, except ports you open explicitly (drops any host filtering)."""
+        return self._copy(network="block", network_profiles=(), proxy_allow=())
 
     def allow_connect_port(self, *ports: int) -> 'Policy':
         """Outbound TCP to these ports (any host). Implies a restricted network."""
-        return self._copy(network="block", connect_ports=self.connect_ports + tuple(_port(p) for p in ports))
+        return self._copy(network=self._restricted(), connect_ports=self.connect_ports + tuple(_port(p) for p in ports))
 
     def allow_bind_port(self, *ports: int) -> 'Policy':
         """Listen on these TCP ports. Implies a restricted network."""
-        return self._copy(network="block", bind_ports=self.bind_ports + tuple(_port(p) for p in ports))
+        return self._copy(network=self._restricted(), bind_ports=self.bind_ports + tuple(_port(p) for p in ports))
+
+    def _restricted(self) -> str:
+        return "proxy" if self.network == "proxy" else "block"
 
     def open_port(self, *ports: int) -> 'Policy':
         """Both connect to and listen on these TCP ports."""

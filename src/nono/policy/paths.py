@@ -40,32 +40,38 @@ def expand(path: str, vars_: dict[str, str] | None = None, *, cwd: str | None = 
     v = vars_ if vars_ is not None else variables()
     if path == "~" or path.startswith("~/"):
         path = v["HOME"] + path[1:]
-    if "$" in path:
-        out = []
-        i = 0
-        while i < len(path):
-            c = path[i]
-            if c != "$":
-                out.append(c)
-                i += 1
-                continue
-            if path.startswith("${", i):
-                j = path.find("}", i)
-                if j < 0:
-                    raise PolicyError(f"unterminated '${{' in path {path!r}", path=path)
-                name, i = path[i + 2 : j], j + 1
-            else:
-                j = i + 1
-                while j < len(path) and (path[j].isalnum() or path[j] == "_"):
-                    j += 1
-                name, i = path[i + 1 : j], j
-            if name not in v:
-                raise PolicyError(f"variable ${name} in path {path!r} is not set", path=path)
-            out.append(v[name])
-        path = "".join(out)
+    path = substitute(path, v, what="path")
     if not path.startswith("/"):
         path = os.path.join(cwd or os.getcwd(), path)
     return os.path.normpath(path)
+
+
+def substitute(text: str, vars_: dict[str, str], *, what: str = "value") -> str:
+    """Replace ``$VAR`` and ``${VAR}`` with values from ``vars_``; an unknown name is an error."""
+    if "$" not in text:
+        return text
+    out = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != "$":
+            out.append(c)
+            i += 1
+            continue
+        if text.startswith("${", i):
+            j = text.find("}", i)
+            if j < 0:
+                raise PolicyError(f"unterminated '${{' in {what} {text!r}", path=text)
+            name, i = text[i + 2 : j], j + 1
+        else:
+            j = i + 1
+            while j < len(text) and (text[j].isalnum() or text[j] == "_"):
+                j += 1
+            name, i = text[i + 1 : j], j
+        if name not in vars_:
+            raise PolicyError(f"variable ${name} in {what} {text!r} is not set", path=text)
+        out.append(vars_[name])
+    return "".join(out)
 
 
 def is_within(path: str, root: str) -> bool:

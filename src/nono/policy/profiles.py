@@ -74,6 +74,9 @@ _NOT_ENFORCED = {
     "session_hooks": "session hooks are not available yet",
     "open_urls": "opening URLs from the sandbox is not available",
     "rollback": "rollback settings take effect with the rollback feature (not available yet)",
+    "network.credentials": "credential injection is not available yet: the agent's requests go out without a key",
+    "network.custom_credentials": "credential injection is not available yet",
+    "network.tls_intercept": "TLS interception is not available yet",
     "filesystem.unix_socket_bind": "use --allow-unix-socket; binding named sockets is mediated automatically",
     "filesystem.unix_socket_dir": "not available yet; name each socket in filesystem.unix_socket",
     "filesystem.unix_socket_dir_bind": "not available yet",
@@ -133,7 +136,10 @@ def find(ref: str, *, near: str = "", skip: str = "") -> tuple[str, str, str]:
     the same name must not find itself).
     """
     if is_path_ref(ref):
-        path = os.path.abspath(os.path.expanduser(ref))
+        path = os.path.expanduser(ref)
+        if near and not os.path.isabs(path):
+            path = os.path.join(near, path)  # relative to the profile that names it
+        path = os.path.abspath(path)
         if not os.path.isfile(path):
             parts = ref.split("/")
             if len(parts) == 2 and all(parts) and ref[0] not in ".~" and not ref.endswith(SUFFIXES):
@@ -395,12 +401,13 @@ class ResolvedProfile:
         """The :class:`Policy` this profile describes (CLI flags are added on top by the caller).
 
         A profile that asks for network filtering (``network_profile``,
-        ``allow_domain``, ...) gets a blocked network: the filtering proxy is
-        not in this version, and nono fails closed. ``allow_unfiltered_network``
-        allows all network instead (``--allow-net``).
+        ``allow_domain``, ``upstream_proxy``) gets a filtered network (nono's
+        proxy); ``allow_unfiltered_network`` allows all network instead
+        (``--allow-net``).
         """
+        from ..errors import PolicyError
         from .model import Grant, Policy
-        from .paths import variables
+        from .paths import substitute, variables
 
         vars_ = variables(workdir)
         policy = Policy(defaults=False).with_groups(*self.groups)
@@ -425,12 +432,21 @@ class ResolvedProfile:
         if env.get("deny_vars"):
             policy = policy.deny_env(*env["deny_vars"])
         for k, v in (env.get("set_vars") or {}).items():
-            policy = policy.set_env(str(k), str(v))
+            try:
+                value = substitute(str(v), vars_)
+            except PolicyError as exc:
+                raise ProfileError(f"environment.set_vars.{k}: {exc.message}", file=self.origin(f"environment.set_vars.{k}"),
+                                   key=f"environment.set_vars.{k}") from None
+            policy = policy.set_env(str(k), value)
         net = self.section("network")
         if net.get("block"):  # stricter than any proxy setting a base may carry: it wins
             policy = policy.block_network()
+        elif self.needs_proxy() and allow_unfiltered_network:
+            policy = policy.allow_all_network()
         elif self.needs_proxy():
-            policy = policy.allow_all_network() if allow_unfiltered_network else policy.block_network()
+            policy = policy.allow_network(list(net.get("allow_domain") or ()), profile=net.get("network_profile") or None)
+            if net.get("upstream_proxy"):
+                policy = policy.use_upstream_proxy(str(net["upstream_proxy"]), list(net.get("upstream_bypass") or ()))
         for p in net.get("connect_port", ()):
             policy = policy.allow_connect_port(p)
         for p in net.get("listen_port", ()):
@@ -548,6 +564,8 @@ def _merge_into(acc: 'dict[str, Any]', doc: 'dict[str, Any]', label: str, origin
         if not prefix and k in _SKIP:
             continue
         kp = f"{prefix}.{k}" if prefix else k
+        if v is None and kp != "network.network_profile":
+            continue  # null means "not set" (only network_profile uses an explicit null, to clear)
         if kp in _OR_KEYS:
             acc[k] = bool(acc.get(k)) or bool(v)
         elif kp == "workdir.access":

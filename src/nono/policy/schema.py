@@ -73,7 +73,7 @@ _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
@@ -128,6 +128,10 @@ def _check(v: 'Any', node: 'dict[str, Any]', key: str, out: list[Problem]) -> No
     elif isinstance(v, list):
         if len(v) < node.get("minItems", 0):
             out.append(Problem(key, f"needs at least {node['minItems']} item(s)"))
+        if node.get("uniqueItems"):
+            dupes = [x for i, x in enumerate(v) if x in v[:i]]
+            if dupes:
+                out.append(Problem(key, f"duplicate item {_short(dupes[0])}"))
         if "items" in node:
             for i, item in enumerate(v):
                 _check(item, node["items"], f"{key}.{i}" if key else str(i), out)

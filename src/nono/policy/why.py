@@ -47,8 +47,9 @@ class View:
     def from_plan(cls, plan: Plan) -> View:
         rules = [{"path": r.path, "access": r.access, "kind": "dir" if r.is_dir else "file", "source": r.source}
                  for r in plan.rules.values()]
-        net: dict[str, object] = {"mode": "blocked" if plan.restrict_network else "allowed",
-                                  "connect_ports": list(plan.connect_ports), "bind_ports": list(plan.bind_ports)}
+        mode = "proxy" if plan.network == "proxy" else ("blocked" if plan.restrict_network else "allowed")
+        net: dict[str, object] = {"mode": mode, "connect_ports": list(plan.connect_ports),
+                                  "bind_ports": list(plan.bind_ports), "proxy_allow": list(plan.proxy_hosts)}
         return cls(rules, list(plan.denies), list(plan.decomposed), net)
 
 
@@ -149,5 +150,35 @@ def query_host(view: View, host: str, port: int = 443) -> dict[str, object]:
     if port in (view.network.get("connect_ports") or []):  # type: ignore[operator]
         return {"status": "allowed", "host": name, "port": port, "reason": "network_allowed",
                 "details": f"TCP port {port} is open to any host (--allow-connect-port)"}
+    if mode == "proxy":
+        return _query_proxy(view, name, port, host)
     return {"status": "denied", "host": name, "port": port, "reason": "network_blocked",
             "details": "the network is blocked", "suggested_flag": f"--allow-connect-port {port}"}
+
+
+def _query_proxy(view: View, name: str, port: int, raw: str) -> dict[str, object]:
+    """The proxy's verdict by name (the same filter the proxy runs)."""
+    from ..errors import PolicyError
+    from ..proxy.rules import REASON_NEEDS_TLS, ProxySettings
+
+    try:
+        flt = ProxySettings(allow=list(view.network.get("proxy_allow") or ())).compile()  # type: ignore[call-overload]
+    except PolicyError as exc:
+        return {"status": "denied", "host": name, "port": port, "reason": "proxy_filtered", "details": exc.message}
+    path = raw.split("://", 1)[-1]
+    target = "/" + path.split("/", 1)[1] if "/" in path else None
+    scheme_http = raw.startswith("http://")
+    method = ("GET" if target else None) if scheme_http else "CONNECT"
+    decision = flt.check_host(name, port, method=method, target=target)
+    if decision.allowed:
+        out: dict[str, object] = {"status": "allowed", "host": name, "port": port, "reason": "proxy_allowed",
+                                  "details": "allowed through nono's proxy"}
+        if decision.match is not None and decision.match.endpoints is not None:
+            out["reason"] = "endpoint_restricted"
+            out["endpoint_rules"] = [f"{r.method} {r.path}" for r in decision.match.endpoints]
+            out["details"] = "plain HTTP to these endpoints only"
+        return out
+    reason = "endpoint_restricted" if decision.reason.startswith("endpoint") or decision.reason == REASON_NEEDS_TLS \
+        else "proxy_filtered"
+    return {"status": "denied", "host": name, "port": port, "reason": reason, "details": decision.reason,
+            "suggested_flag": f"--allow-domain {name}"}

@@ -54,7 +54,10 @@ def _protections(abi: int, plan: 'Plan', mediate: bool, drop_caps: bool) -> tupl
         missing.append("cross-directory rename/link control (Landlock ABI 2, kernel 5.19)")
     if abi < 3:
         missing.append("truncate control (Landlock ABI 3, kernel 6.2)")
-    status["network"] = ("blocked" if not plan.connect_ports and not plan.bind_ports else "ports only") if plan.restrict_network else "allowed"
+    if plan.network == "proxy":
+        status["network"] = "filtered (proxy)"
+    else:
+        status["network"] = ("blocked" if not plan.connect_ports and not plan.bind_ports else "ports only") if plan.restrict_network else "allowed"
     if abi >= 6:
         status["scope_signal"] = status["scope_abstract_unix_socket"] = "enforced"
     else:
@@ -164,9 +167,11 @@ def describe(plan: 'Plan', status: dict[str, object]) -> dict[str, object]:
         "deny": [{"path": p, "source": s} for p, s in plan.denies],
         "decomposed": [{"path": p, "denied_inside": d} for p, d in plan.decomposed],
         "network": {
-            "mode": "blocked" if plan.restrict_network else "allowed",
+            "mode": "proxy" if plan.network == "proxy" else ("blocked" if plan.restrict_network else "allowed"),
             "connect_ports": list(plan.connect_ports),
             "bind_ports": list(plan.bind_ports),
+            "proxy_port": plan.proxy_port,
+            "proxy_allow": list(plan.proxy_hosts),
         },
         "unix_sockets": [u[0] for u in plan.unix_sockets],
         "executable": plan.executable,

@@ -63,6 +63,10 @@ class Plan:
         self.network = "allow"
         self.connect_ports: tuple[int, ...] = ()
         self.bind_ports: tuple[int, ...] = ()
+        # With a filtered network: the loopback port of nono's proxy (set once it listens).
+        # Only 127.0.0.1/::1 on this port is reachable, unlike connect_ports (any host).
+        self.proxy_port = 0
+        self.proxy_hosts: list[object] = []  # the proxy's allow entries (str or {"domain", "endpoints"}), for `why`
         self.executable: str | None = None
         self.notes: list[str] = []
         # Paths that must never be writable (where nono and its interpreter load
@@ -79,7 +83,7 @@ class Plan:
             "rules": [(r.path, r.mask, r.is_dir, r.access, r.source) for r in self.rules.values()],
             "denies": self.denies, "skipped": self.skipped, "decomposed": self.decomposed,
             "unix_sockets": self.unix_sockets, "network": self.network, "connect_ports": self.connect_ports,
-            "bind_ports": self.bind_ports, "executable": self.executable,
+            "bind_ports": self.bind_ports, "executable": self.executable, "proxy_port": self.proxy_port, "proxy_hosts": self.proxy_hosts,
         }
 
     @classmethod
@@ -96,6 +100,8 @@ class Plan:
         plan.connect_ports = tuple(data["connect_ports"])
         plan.bind_ports = tuple(data["bind_ports"])
         plan.executable = data["executable"]
+        plan.proxy_port = int(data.get("proxy_port", 0))
+        plan.proxy_hosts = list(data.get("proxy_hosts", ()))
         return plan
 
     @property
@@ -208,7 +214,7 @@ class Plan:
                     ruleset.allow_path_fd(fd, rule.mask, is_dir=rule.is_dir)
                 finally:
                     os.close(fd)
-            for port in self.connect_ports:
+            for port in self.connect_ports + ((self.proxy_port,) if self.proxy_port else ()):
                 ruleset.allow_port(port, ll.NET_CONNECT_TCP)
             for port in self.bind_ports:
                 ruleset.allow_port(port, ll.NET_BIND_TCP)
@@ -295,6 +301,10 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
     _add_system_paths(plan, system, protected)
 
     plan.network = policy.network
+    if policy.network == "proxy":
+        from .network import allowlist
+
+        plan.proxy_hosts = allowlist(policy)
     plan.connect_ports = policy.connect_ports
     plan.bind_ports = policy.bind_ports
     from ..kernel.process import file_identity

@@ -76,11 +76,14 @@ def _read_line(fd: int) -> bytes:
 
 
 def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, str]', *,
-        pty: 'PtyRelay | None' = None, on_started: 'Callable[[int], None] | None' = None) -> int:
+        pty: 'PtyRelay | None' = None, on_started: 'Callable[[int], None] | None' = None,
+        on_exit: 'Callable[[], object] | None' = None) -> int:
     """Run ``argv`` (``exe`` resolved) under ``prep``; return its exit status.
 
     Raises :class:`ChildFailure` when the sandbox could not be applied (126)
-    or the program could not be executed (127).
+    or the program could not be executed (127). ``on_started(pid)`` runs once
+    the program started; ``on_exit()`` once it exited, before anything it left
+    running is killed.
     """
     report_r, report_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -117,6 +120,8 @@ def run(prep: '_apply.Prepared', exe: str, argv: list[str], env: 'Mapping[str, s
             on_started(pid)
         status, tail = _wait(pid, pidfd, listener, report_r, prep, pty)
         line += tail
+        if on_exit is not None:
+            on_exit()  # e.g. stop the proxy cleanly, before leftovers are killed
         # The program has exited: end whatever it left running (daemons, background
         # jobs), which would otherwise keep running, unmediated, after nono is gone.
         process.kill_descendants(False)

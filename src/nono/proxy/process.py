@@ -1,0 +1,250 @@
+"""Run the proxy in its own (unsandboxed) process: ``start(settings) -> ProxyHandle``.
+
+Call :func:`start` before the sandboxed program is started. It binds the listening
+socket here (so the port is known and connections queue at once), forks, and the
+child serves. The proxy process:
+
+* dies with its parent (``PR_SET_PDEATHSIG(SIGKILL)``, checked against a race with
+  the parent's exit) and is not dumpable (a sandboxed program of the same uid can
+  neither ptrace it nor read its memory for the token);
+* keeps only stdin (``/dev/null``), stdout, stderr, the listener and the event file;
+  objects inherited from the parent are frozen (``gc.freeze``) so no stale Python
+  object can close a descriptor the proxy reuses;
+* ignores SIGINT (the supervisor decides when the session ends) and stops on SIGTERM;
+* writes one JSON line per event to an anonymous memory file (``memfd``) that the
+  parent reads with ``pread``: writing never blocks, whatever the parent does.
+
+Environment for the sandboxed program, :meth:`ProxyHandle.env`: the proxy URL with
+its credentials in ``HTTP_PROXY``, ``HTTPS_PROXY`` and their lower-case twins (curl and
+git read ``http_proxy`` only in lower case), ``NO_PROXY``/``no_proxy`` (loopback, which
+Landlock governs directly), ``NODE_USE_ENV_PROXY=1`` (Node 24+ built-in fetch/http),
+``npm_config_proxy``/``npm_config_https_proxy`` (beat a proxy set in ``.npmrc``),
+``PIP_PROXY`` (beats ``pip.conf``), ``YARN_HTTP(S)_PROXY`` (Yarn 2+), ``NONO_PROXY_TOKEN``.
+``ALL_PROXY`` is deliberately not set: curl and others would also send non-HTTP
+schemes (ftp://, and socks-only tools read it as a SOCKS proxy) to an HTTP proxy
+that cannot serve them; those fail closed without it too, with a clearer error.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+
+from .rules import ProxySettings
+from .server import Event, ProxyServer, Resolver
+
+__all__ = ["ProxyHandle", "ProxySettings", "start"]
+
+_MAX_EVENT_BYTES = 64 * 1024 * 1024
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+class ProxyHandle:
+    """A running proxy process: ``port``, ``token``, ``pid``; ``env()``, ``events()``, ``stop()``."""
+
+    def __init__(self, port: int, token: str, pid: int, event_fd: int, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.token = token
+        self.pid = pid
+        self.host = host
+        self._event_fd = event_fd
+        self._offset = 0
+        self._partial = b""
+        self._events: list[Event] = []
+        self._status: int | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://nono:<token>@127.0.0.1:<port>``."""
+        return f"http://nono:{self.token}@{self.host}:{self.port}"
+
+    def env(self) -> 'dict[str, str]':
+        """Environment additions for the sandboxed program (see the module docstring)."""
+        url = self.url
+        out = {name: url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy",
+                                      "npm_config_https_proxy", "PIP_PROXY", "YARN_HTTP_PROXY", "YARN_HTTPS_PROXY")}
+        out.update(NO_PROXY=NO_PROXY, no_proxy=NO_PROXY, NODE_USE_ENV_PROXY="1", NONO_PROXY_TOKEN=self.token)
+        return out
+
+    def poll_events(self) -> 'list[Event]':
+        """Events written since the last call (never blocks)."""
+        if self._event_fd < 0:
+            return []
+        chunks = [self._partial]
+        while True:
+            data = os.pread(self._event_fd, 1 << 20, self._offset)
+            if not data:
+                break
+            self._offset += len(data)
+            chunks.append(data)
+        text = b"".join(chunks)
+        complete, _, self._partial = text.rpartition(b"\n")
+        new: list[Event] = []
+        for line in complete.split(b"\n"):
+            if line:
+                try:
+                    new.append(json.loads(line))
+                except ValueError:
+                    continue
+        self._events.extend(new)
+        return new
+
+    def events(self) -> 'list[Event]':
+        """Every event so far."""
+        self.poll_events()
+        return list(self._events)
+
+    def alive(self) -> bool:
+        """Is the proxy process still running?"""
+        if self._status is not None:
+            return False
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (a supervisor reaping every child it has)
+            self._status = 0
+            return False
+        if pid:
+            self._status = status
+            return False
+        return True
+
+    def stop(self, timeout: float = 5.0) -> 'list[Event]':
+        """Stop the proxy (SIGTERM, then SIGKILL after ``timeout``); return every event."""
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if self.alive():
+                os.kill(self.pid, signal.SIGKILL)
+                _, self._status = os.waitpid(self.pid, 0)
+        events = self.events()
+        if self._event_fd >= 0:
+            os.close(self._event_fd)
+            self._event_fd = -1
+        return events
+
+    def __enter__(self) -> 'ProxyHandle':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyHandle:
+    """Bind the listener, fork the proxy process and return its handle.
+
+    The settings are compiled here first, so a bad setting raises
+    :class:`~nono.errors.PolicyError` in the caller. ``resolver`` (tests) replaces DNS.
+    """
+    settings.compile()
+    token = secrets.token_hex(32)
+    listener = socket.socket(socket.AF_INET6 if ":" in settings.bind_host else socket.AF_INET,
+                             socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    event_fd = -1
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((settings.bind_host, settings.port))
+        listener.listen(1024)
+        port = listener.getsockname()[1]
+        event_fd = os.memfd_create("nono-proxy-events", os.MFD_CLOEXEC)
+        import asyncio  # noqa: F401  (imported before fork: the child never imports under another thread's lock)
+
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            _child(listener, settings, token, event_fd, parent, resolver)
+    except BaseException:
+        if event_fd >= 0:
+            os.close(event_fd)
+        raise
+    finally:
+        listener.close()
+    return ProxyHandle(port, token, pid, event_fd, settings.bind_host)
+
+
+def _child(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int, parent: int,
+           resolver: 'Resolver | None') -> None:  # pragma: no cover - runs in the child
+    """The proxy process's whole life; never returns."""
+    code = 0
+    try:
+        import gc
+
+        gc.freeze()
+        _detach(parent, keep=(listener.fileno(), event_fd))
+        _serve(listener, settings, token, event_fd, resolver)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 70
+    finally:
+        try:
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _detach(parent: int, keep: 'tuple[int, ...]') -> None:  # pragma: no cover - runs in the child
+    from ..kernel import process
+
+    process.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+    process.set_dumpable(False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    prev = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        os.closerange(prev, fd)
+        prev = fd + 1
+    os.closerange(prev, os.sysconf("SC_OPEN_MAX"))
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _serve(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int,
+           resolver: 'Resolver | None') -> None:  # pragma: no cover - runs in the child
+    import asyncio
+
+    written = [0, 0]  # bytes written, events dropped
+
+    def on_event(event: Event) -> None:
+        line = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+        if written[0] + len(line) > _MAX_EVENT_BYTES:
+            written[1] += 1
+            return
+        os.write(event_fd, line)
+        written[0] += len(line)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = ProxyServer(settings, token, on_event, resolver)
+        task = loop.create_task(server.serve(listener))
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    if written[1]:
+        os.write(event_fd, (json.dumps({"time": time.time(), "action": "error", "method": "", "host": "", "port": 0,
+                                        "reason": f"events dropped: {written[1]}", "bytes_up": 0, "bytes_down": 0,
+                                        "duration_ms": 0.0}) + "\n").encode())

@@ -1,0 +1,152 @@
+"""Proxy settings (plain data) and the filter compiled from them.
+
+:class:`ProxySettings` is what the CLI and the Python API fill in. :meth:`Filter.check_host`
+answers by name only (allowlist, metadata names; what ``nono why --host`` needs);
+:meth:`Filter.check_addresses` is the SSRF check on what a name resolved to.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import PolicyError
+from . import addresses
+from .hosts import (
+    AllowEntry,
+    Allowlist,
+    EndpointRule,
+    HostMatch,
+    HostPattern,
+    normalize_host,
+    parse_allow_domain,
+    parse_host_pattern,
+)
+
+REASON_NOT_ALLOWED = "not in allowlist"
+REASON_NEEDS_TLS = "endpoint rules need TLS interception (not available)"
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """Everything the proxy needs to know; plain data, validated by :meth:`compile`.
+
+    ``allow`` takes every ``--allow-domain`` form (see :mod:`.hosts`) and profile
+    objects; ``endpoint_rules`` maps a host pattern to extra rules, each
+    ``(method, path)`` or ``"METHOD /path"``. ``resolve_overrides`` maps a host to
+    the addresses to use instead of DNS (tests); they still pass the SSRF check.
+    ``upstream`` chains through another proxy except for ``upstream_bypass`` patterns;
+    ``upstream_authorization`` is sent to it as ``Proxy-Authorization``.
+    """
+
+    allow: 'Sequence[str | Mapping[str, object]]' = ()
+    endpoint_rules: 'Mapping[str, Sequence[tuple[str, str] | str]]' = field(default_factory=dict)
+    deny_private: bool = False
+    loopback_ports: frozenset[int] = frozenset()
+    upstream: 'tuple[str, int] | None' = None
+    upstream_bypass: Sequence[str] = ()
+    upstream_authorization: 'str | None' = None
+    resolve_overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    port: int = 0
+    bind_host: str = "127.0.0.1"
+    head_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    sni_timeout: float = 10.0
+    idle_timeout: float = 600.0
+    max_connections: int = 4096
+
+    def compile(self) -> 'Filter':
+        """Validate and build the :class:`Filter`; raises :class:`PolicyError`."""
+        return Filter(self)
+
+
+def parse_resolve_overrides(text: str) -> 'dict[str, list[str]]':
+    """``"host=1.2.3.4,host2=::1,host=[::1]"`` (the ``NONO_PROXY_RESOLVE`` format) -> host -> addresses."""
+    import ipaddress
+
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        host, eq, addr = item.partition("=")
+        addr = addr.strip().strip("[]")
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise PolicyError(f"invalid resolve override {item!r}", hint="expected host=IP[,host=IP...]") from None
+        if not eq:
+            raise PolicyError(f"invalid resolve override {item!r}", hint="expected host=IP[,host=IP...]")
+        out.setdefault(normalize_host(host), []).append(addr)
+    return out
+
+
+def _endpoint(value: 'tuple[str, str] | str') -> EndpointRule:
+    if isinstance(value, str):
+        method, _, path = value.strip().partition(" ")
+        if not path:
+            method, path = "*", method
+        return EndpointRule(method, path.strip())
+    method, path = value
+    return EndpointRule(method, path)
+
+
+class Decision:
+    """The verdict on a host: ``allowed``, a ``reason`` (empty when allowed) and the match."""
+
+    __slots__ = ("allowed", "match", "reason")
+
+    def __init__(self, allowed: bool, reason: str = "", match: 'HostMatch | None' = None) -> None:
+        self.allowed = allowed
+        self.reason = reason
+        self.match = match
+
+    def __repr__(self) -> str:
+        return f"Decision({'allow' if self.allowed else 'deny'}, {self.reason!r})"
+
+
+class Filter:
+    """The compiled settings: allowlist, SSRF policy, upstream choice."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        entries = [parse_allow_domain(v) for v in settings.allow]
+        for pattern, rules in settings.endpoint_rules.items():
+            entries.append(AllowEntry(parse_host_pattern(pattern), [_endpoint(r) for r in rules]))
+        self.allowlist = Allowlist(entries)
+        self.bypass: list[HostPattern] = [parse_host_pattern(p) for p in settings.upstream_bypass]
+        self.overrides = {normalize_host(h): list(a) for h, a in settings.resolve_overrides.items()}
+        for addrs in self.overrides.values():
+            for a in addrs:
+                try:
+                    addresses.classify(a)
+                except ValueError:
+                    raise PolicyError(f"invalid resolve override address {a!r}") from None
+        if any(not 0 < p < 65536 for p in settings.loopback_ports):
+            raise PolicyError("loopback ports must be 1-65535")
+        if settings.upstream is not None:
+            host, port = settings.upstream
+            if not host or not 0 < port < 65536:
+                raise PolicyError(f"invalid upstream proxy {host}:{port}", hint="expected HOST:PORT")
+
+    def check_host(self, host: str, port: int, method: 'str | None' = None, target: 'str | None' = None) -> Decision:
+        """The verdict by name: metadata names, allowlist, endpoint rules.
+
+        ``method``/``target`` describe a plain-HTTP request; ``method="CONNECT"``
+        a tunnel (refused when the host has endpoint rules: they cannot be checked
+        inside TLS). Without a method, endpoint rules are reported but not applied.
+        """
+        if addresses.is_metadata_name(host):
+            return Decision(False, f"ssrf: {host} is a cloud metadata name")
+        match = self.allowlist.lookup(host, port)
+        if match is None:
+            return Decision(False, REASON_NOT_ALLOWED)
+        if match.endpoints is not None:
+            if method == "CONNECT":
+                return Decision(False, REASON_NEEDS_TLS, match)
+            if method is not None and target is not None and not match.allows(method, target):
+                return Decision(False, f"endpoint not allowed: {method} {target.split('?', 1)[0]}", match)
+        return Decision(True, "", match)
+
+    def check_addresses(self, addrs: 'Sequence[str]', port: int) -> 'str | None':
+        """The SSRF refusal for resolved addresses, or None."""
+        return addresses.refusal(addrs, port, self.settings.loopback_ports, self.settings.deny_private)
+
+    def use_upstream(self, host: str, port: int) -> bool:
+        """Should this connection go through the upstream proxy?"""
+        return self.settings.upstream is not None and not any(p.matches(host, port) for p in self.bypass)
