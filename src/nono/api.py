@@ -40,17 +40,27 @@ class _Entry:
     helper's rules.
     """
 
-    __slots__ = ("plan", "prep", "setup")
+    __slots__ = ("plan", "prep", "proxy", "setup")
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, policy: Policy) -> None:
         import marshal
 
         from .errors import NonoError
         from .sandbox.apply import Prepared
 
+        self.proxy = None
+        if plan.network == "proxy":
+            # One filtering proxy per policy, started before any helper (never sandboxed),
+            # shared by every call with this policy; it dies with this process.
+            from .sandbox import network
+
+            self.proxy = network.start(policy)
+            plan.proxy_port = self.proxy.port
         try:
             self.prep = Prepared(plan)
         except NonoError as exc:
+            if self.proxy is not None:
+                self.proxy.stop()
             raise SandboxError(f"Sandbox initialization failed: {exc.diagnostics()}") from exc
         self.plan = plan
         self.setup = marshal.dumps({"plan": plan.to_dict(), "mediate": True})
@@ -119,11 +129,13 @@ class _Pool:
         with self.lock:
             entry = self.entries.get(key)
         if entry is None:
-            fresh = _Entry(build_plan(policy, argv0=exe, readonly=interpreter_paths()))
+            fresh = _Entry(build_plan(policy, argv0=exe, readonly=interpreter_paths()), policy)
             with self.lock:
                 entry = self.entries.setdefault(key, fresh)
             if entry is not fresh:  # another thread was first
                 fresh.prep.close()
+                if fresh.proxy is not None:
+                    fresh.proxy.stop()
         return key, entry
 
     def acquire(self, key: object, entry: _Entry) -> _Helper:
@@ -216,6 +228,8 @@ def run(
         input_b = input
     key, entry = _pool.entry_for(policy, exe)
     child_env = sanitize_env(os.environ if env is None else env, policy.env_set, policy.env_allow, policy.env_deny)
+    if entry.proxy is not None:
+        child_env.update(entry.proxy.env())
     to_close: list[int] = []
     ours: dict[str, int] = {}
     try:
@@ -377,6 +391,7 @@ class Sandbox:
     """Apply a policy to the current process (and every process it starts)."""
 
     _applied: list[dict[str, object]] = []
+    _proxies: list[object] = []  # kept alive for the life of this process
 
     @staticmethod
     def apply(policy: Policy) -> dict[str, object]:
@@ -388,6 +403,9 @@ class Sandbox:
         thread: Landlock on this kernel restricts only the calling thread, so
         the other threads would stay free. Apply before starting threads.
         Returns what was enforced (the ``protections`` of ``NONO_CAP_FILE``).
+        With a filtered network (:meth:`Policy.allow_network`), the proxy is
+        started first, in a separate unsandboxed process, and ``HTTPS_PROXY``
+        and friends are set in ``os.environ``.
         """
         from .sandbox.apply import Prepared, enter, fill_capfile, reserve_capfile, spawn_detached_mediator
         from .sandbox.plan import build_plan, interpreter_paths
@@ -401,6 +419,13 @@ class Sandbox:
             )
         code_paths = interpreter_paths()
         plan = build_plan(_with_interpreter(policy, code_paths), readonly=code_paths)
+        proxy = None
+        if plan.network == "proxy":
+            # The proxy runs in its own process, forked now, before this one is confined.
+            from .sandbox import network
+
+            proxy = network.start(policy)
+            plan.proxy_port = proxy.port
         cap, cap_fd = reserve_capfile(plan)
         prep = Prepared(plan)
         try:
@@ -418,6 +443,9 @@ class Sandbox:
         finally:
             prep.close()
         os.environ["NONO_CAP_FILE"] = cap
+        if proxy is not None:
+            os.environ.update(proxy.env())  # this process's HTTP clients, and its children, use the proxy
+            Sandbox._proxies.append(proxy)
         Sandbox._applied.append(prep.status)
         return prep.status
 

@@ -14,6 +14,12 @@ child serves. The proxy process:
 * writes one JSON line per event to an anonymous memory file (``memfd``) that the
   parent reads with ``pread``: writing never blocks, whatever the parent does.
 
+Caveat for callers: ``PR_SET_PDEATHSIG`` fires when the *thread* that forked exits, so
+call :func:`start` from a thread that lives as long as the session (the main thread).
+Forking a multi-threaded caller is safe for us (everything the child runs is imported
+before the fork and it never returns to the caller's code), but other threads' locks
+are not released in the child.
+
 Environment for the sandboxed program, :meth:`ProxyHandle.env`: the proxy URL with
 its credentials in ``HTTP_PROXY``, ``HTTPS_PROXY`` and their lower-case twins (curl and
 git read ``http_proxy`` only in lower case), ``NO_PROXY``/``no_proxy`` (loopback, which
