@@ -118,3 +118,39 @@ def test_proxy_dies_with_its_parent() -> None:
     else:
         os.kill(proxy_pid, signal.SIGKILL)
         pytest.fail("the proxy outlived its parent")
+
+
+def test_proxy_started_from_a_thread_outlives_the_thread_but_not_the_process(tmp_path):
+    """PDEATHSIG would fire when the forking thread exits; the lifeline pipe follows the process."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = textwrap.dedent("""
+        import threading, time, sys
+        from nono.proxy.process import ProxySettings, start
+        box = []
+        t = threading.Thread(target=lambda: box.append(start(ProxySettings(allow=["a.test"]))))
+        t.start(); t.join()
+        time.sleep(0.3)
+        import os
+        alive = os.waitpid(box[0].pid, os.WNOHANG)[0] == 0
+        print(box[0].pid, alive, flush=True)
+        os._exit(0)   # no clean stop: only the lifeline can end the proxy
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    pid_s, alive = r.stdout.split()
+    assert alive == "True", r.stderr  # survived its thread
+    pid = int(pid_s)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    break  # exited (a zombie until init reaps it)
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"proxy {pid} still running after its process exited")

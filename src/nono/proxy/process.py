@@ -61,6 +61,7 @@ class ProxyHandle:
         self._partial = b""
         self._events: list[Event] = []
         self._status: int | None = None
+        self._lifeline = -1
 
     @property
     def url(self) -> str:
@@ -130,6 +131,9 @@ class ProxyHandle:
             if self.alive():
                 os.kill(self.pid, signal.SIGKILL)
                 _, self._status = os.waitpid(self.pid, 0)
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
         events = self.events()
         if self._event_fd >= 0:
             os.close(self._event_fd)
@@ -160,33 +164,49 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
         listener.listen(1024)
         port = listener.getsockname()[1]
         event_fd = os.memfd_create("nono-proxy-events", os.MFD_CLOEXEC)
+        # Lifeline: the proxy stops when the read end reports EOF, that is when every
+        # process holding the write end (this one; close-on-exec keeps it out of
+        # programs) has gone. Unlike PDEATHSIG it follows the process, not the thread
+        # that forked (nono.run may be called from a worker thread).
+        life_r, life_w = os.pipe2(os.O_CLOEXEC)
         import asyncio  # noqa: F401  (imported before fork: the child never imports under another thread's lock)
 
         parent = os.getpid()
+        main_thread = _is_main_thread()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
-            _child(listener, settings, token, event_fd, parent, resolver)
+            os.close(life_w)
+            _child(listener, settings, token, event_fd, parent, resolver, life_r, main_thread)
+        os.close(life_r)
     except BaseException:
         if event_fd >= 0:
             os.close(event_fd)
         raise
     finally:
         listener.close()
-    return ProxyHandle(port, token, pid, event_fd, settings.bind_host)
+    handle = ProxyHandle(port, token, pid, event_fd, settings.bind_host)
+    handle._lifeline = life_w
+    return handle
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _child(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int, parent: int,
-           resolver: 'Resolver | None') -> None:  # pragma: no cover - runs in the child
+           resolver: 'Resolver | None', lifeline: int, main_thread: bool) -> None:  # pragma: no cover - runs in the child
     """The proxy process's whole life; never returns."""
     code = 0
     try:
         import gc
 
         gc.freeze()
-        _detach(parent, keep=(listener.fileno(), event_fd))
-        _serve(listener, settings, token, event_fd, resolver)
+        _detach(parent, keep=(listener.fileno(), event_fd, lifeline), deathsig=main_thread)
+        _serve(listener, settings, token, event_fd, resolver, lifeline)
     except BaseException:
         import traceback
 
@@ -199,10 +219,11 @@ def _child(listener: socket.socket, settings: ProxySettings, token: str, event_f
             os._exit(code)
 
 
-def _detach(parent: int, keep: 'tuple[int, ...]') -> None:  # pragma: no cover - runs in the child
+def _detach(parent: int, keep: 'tuple[int, ...]', deathsig: bool = True) -> None:  # pragma: no cover - runs in the child
     from ..kernel import process
 
-    process.set_parent_death_signal(signal.SIGKILL)
+    if deathsig:  # PDEATHSIG fires when the forking *thread* exits: only safe from the main thread
+        process.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(0)
     process.set_dumpable(False)
@@ -226,7 +247,7 @@ def _detach(parent: int, keep: 'tuple[int, ...]') -> None:  # pragma: no cover -
 
 
 def _serve(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int,
-           resolver: 'Resolver | None') -> None:  # pragma: no cover - runs in the child
+           resolver: 'Resolver | None', lifeline: int = -1) -> None:  # pragma: no cover - runs in the child
     import asyncio
 
     written = [0, 0]  # bytes written, events dropped
@@ -244,6 +265,12 @@ def _serve(listener: socket.socket, settings: ProxySettings, token: str, event_f
         server = ProxyServer(settings, token, on_event, resolver)
         task = loop.create_task(server.serve(listener))
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        if lifeline >= 0:
+            def parent_gone() -> None:
+                loop.remove_reader(lifeline)
+                task.cancel()
+
+            loop.add_reader(lifeline, parent_gone)  # readable only at EOF: nobody writes to it
         try:
             await task
         except asyncio.CancelledError:
