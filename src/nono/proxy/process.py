@@ -31,16 +31,25 @@ schemes (ftp://, and socks-only tools read it as a SOCKS proxy) to an HTTP proxy
 that cannot serve them; those fail closed without it too, with a clearer error.
 """
 
-import json
+# Lean on purpose: this module is imported by every `nono run` with a filtered network.
+# `_socket` instead of `socket` (which imports `enum`), nono's `_jsonlite` instead of
+# `json` (which imports `re`), `os.urandom` instead of `secrets`: ~35 ms less here. The
+# proxy process imports asyncio and the server after the fork, in parallel with the program.
+import _socket
 import os
-import secrets
-import signal
-import socket
 import sys
 import time
 
+from .. import _jsonlite
 from .rules import ProxySettings
-from .server import Event, ProxyServer, Resolver
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal  # the stubs; at run time the C module, as `signal` imports `enum` (~10 ms)
+
+    from .server import Event, Resolver
+else:
+    import _signal as signal
 
 __all__ = ["ProxyHandle", "ProxySettings", "start"]
 
@@ -93,7 +102,7 @@ class ProxyHandle:
         for line in complete.split(b"\n"):
             if line:
                 try:
-                    new.append(json.loads(line))
+                    new.append(_jsonlite.loads(line.decode("utf-8", "replace")))
                 except ValueError:
                     continue
         self._events.extend(new)
@@ -154,12 +163,12 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
     :class:`~nono.errors.PolicyError` in the caller. ``resolver`` (tests) replaces DNS.
     """
     settings.compile()
-    token = secrets.token_hex(32)
-    listener = socket.socket(socket.AF_INET6 if ":" in settings.bind_host else socket.AF_INET,
-                             socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    token = os.urandom(32).hex()
+    listener = _socket.socket(_socket.AF_INET6 if ":" in settings.bind_host else _socket.AF_INET,
+                              _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     event_fd = -1
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         listener.bind((settings.bind_host, settings.port))
         listener.listen(1024)
         port = listener.getsockname()[1]
@@ -169,7 +178,11 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
         # programs) has gone. Unlike PDEATHSIG it follows the process, not the thread
         # that forked (nono.run may be called from a worker thread).
         life_r, life_w = os.pipe2(os.O_CLOEXEC)
-        import asyncio  # noqa: F401  (imported before fork: the child never imports under another thread's lock)
+        if _other_threads():
+            # With other threads running, import the server (and asyncio) before forking, so
+            # the child never imports under a lock another thread held. Single-threaded
+            # (the CLI), the child imports it, in parallel with the sandboxed program.
+            from . import server  # noqa: F401
 
         parent = os.getpid()
         main_thread = _is_main_thread()
@@ -191,13 +204,19 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
     return handle
 
 
+def _other_threads() -> bool:
+    import threading
+
+    return threading.active_count() > 1
+
+
 def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
 
 
-def _child(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int, parent: int,
+def _child(listener: '_socket.socket', settings: ProxySettings, token: str, event_fd: int, parent: int,
            resolver: 'Resolver | None', lifeline: int, main_thread: bool) -> None:  # pragma: no cover - runs in the child
     """The proxy process's whole life; never returns."""
     code = 0
@@ -206,7 +225,7 @@ def _child(listener: socket.socket, settings: ProxySettings, token: str, event_f
 
         gc.freeze()
         _detach(parent, keep=(listener.fileno(), event_fd, lifeline), deathsig=main_thread)
-        _serve(listener, settings, token, event_fd, resolver, lifeline)
+        _serve(listener.detach(), settings, token, event_fd, resolver, lifeline)
     except BaseException:
         import traceback
 
@@ -246,14 +265,18 @@ def _detach(parent: int, keep: 'tuple[int, ...]', deathsig: bool = True) -> None
             pass
 
 
-def _serve(listener: socket.socket, settings: ProxySettings, token: str, event_fd: int,
+def _serve(listener_fd: int, settings: ProxySettings, token: str, event_fd: int,
            resolver: 'Resolver | None', lifeline: int = -1) -> None:  # pragma: no cover - runs in the child
     import asyncio
+    import socket
 
+    from .server import ProxyServer
+
+    listener = socket.socket(fileno=listener_fd)
     written = [0, 0]  # bytes written, events dropped
 
-    def on_event(event: Event) -> None:
-        line = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+    def on_event(event: 'Event') -> None:
+        line = (_jsonlite.dumps_compact(event) + "\n").encode("utf-8")
         if written[0] + len(line) > _MAX_EVENT_BYTES:
             written[1] += 1
             return
@@ -278,6 +301,6 @@ def _serve(listener: socket.socket, settings: ProxySettings, token: str, event_f
 
     asyncio.run(main())
     if written[1]:
-        os.write(event_fd, (json.dumps({"time": time.time(), "action": "error", "method": "", "host": "", "port": 0,
+        os.write(event_fd, (_jsonlite.dumps_compact({"time": time.time(), "action": "error", "method": "", "host": "", "port": 0,
                                         "reason": f"events dropped: {written[1]}", "bytes_up": 0, "bytes_down": 0,
                                         "duration_ms": 0.0}) + "\n").encode())

@@ -5,9 +5,6 @@ answers by name only (allowlist, metadata names; what ``nono why --host`` needs)
 :meth:`Filter.check_addresses` is the SSRF check on what a name resolved to.
 """
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-
 from ..errors import PolicyError
 from . import addresses
 from .hosts import (
@@ -21,11 +18,14 @@ from .hosts import (
     parse_host_pattern,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
 REASON_NOT_ALLOWED = "not in allowlist"
 REASON_NEEDS_TLS = "endpoint rules need TLS interception (not available)"
 
 
-@dataclass(frozen=True)
 class ProxySettings:
     """Everything the proxy needs to know; plain data, validated by :meth:`compile`.
 
@@ -35,23 +35,41 @@ class ProxySettings:
     the addresses to use instead of DNS (tests); they still pass the SSRF check.
     ``upstream`` chains through another proxy except for ``upstream_bypass`` patterns;
     ``upstream_authorization`` is sent to it as ``Proxy-Authorization``.
+
+    (A plain class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
+    ``re``, ~30 ms here, on the path of every ``nono run`` with a filtered network.)
     """
 
-    allow: 'Sequence[str | Mapping[str, object]]' = ()
-    endpoint_rules: 'Mapping[str, Sequence[tuple[str, str] | str]]' = field(default_factory=dict)
-    deny_private: bool = False
-    loopback_ports: frozenset[int] = frozenset()
-    upstream: 'tuple[str, int] | None' = None
-    upstream_bypass: Sequence[str] = ()
-    upstream_authorization: 'str | None' = None
-    resolve_overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    port: int = 0
-    bind_host: str = "127.0.0.1"
-    head_timeout: float = 10.0
-    connect_timeout: float = 10.0
-    sni_timeout: float = 10.0
-    idle_timeout: float = 600.0
-    max_connections: int = 4096
+    __slots__ = ("allow", "bind_host", "connect_timeout", "deny_private", "endpoint_rules", "head_timeout",
+                 "idle_timeout", "loopback_ports", "max_connections", "port", "resolve_overrides", "sni_timeout",
+                 "upstream", "upstream_authorization", "upstream_bypass")
+
+    def __init__(self, *, allow: 'Sequence[str | Mapping[str, object]]' = (),
+                 endpoint_rules: 'Mapping[str, Sequence[tuple[str, str] | str]] | None' = None,
+                 deny_private: bool = False, loopback_ports: frozenset[int] = frozenset(),
+                 upstream: 'tuple[str, int] | None' = None, upstream_bypass: 'Sequence[str]' = (),
+                 upstream_authorization: 'str | None' = None,
+                 resolve_overrides: 'Mapping[str, Sequence[str]] | None' = None, port: int = 0,
+                 bind_host: str = "127.0.0.1", head_timeout: float = 10.0, connect_timeout: float = 10.0,
+                 sni_timeout: float = 10.0, idle_timeout: float = 600.0, max_connections: int = 4096) -> None:
+        self.allow = allow
+        self.endpoint_rules: Mapping[str, Sequence[tuple[str, str] | str]] = endpoint_rules or {}
+        self.deny_private = deny_private
+        self.loopback_ports = loopback_ports
+        self.upstream = upstream
+        self.upstream_bypass = upstream_bypass
+        self.upstream_authorization = upstream_authorization
+        self.resolve_overrides: Mapping[str, Sequence[str]] = resolve_overrides or {}
+        self.port = port
+        self.bind_host = bind_host
+        self.head_timeout = head_timeout
+        self.connect_timeout = connect_timeout
+        self.sni_timeout = sni_timeout
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+
+    def __repr__(self) -> str:
+        return "ProxySettings(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
     def compile(self) -> 'Filter':
         """Validate and build the :class:`Filter`; raises :class:`PolicyError`."""
