@@ -210,7 +210,8 @@ def main() -> int:
 
     from nono.proxy.process import ProxySettings, start
 
-    ours = start(ProxySettings(allow=["127.0.0.1"], loopback_ports=frozenset({echo_port, bulk_port})))
+    # require_tls=False: the benchmark relays plain bytes (the TLS check is one parse of the first record)
+    ours = start(ProxySettings(allow=["127.0.0.1"], loopback_ports=frozenset({echo_port, bulk_port}), require_tls=False))
     targets = [Target("direct"), Target("nono (python)", ours.port, ours.token, ours.pid)]
     worker = None
     python = _find_nono_py(args.nono_py)

@@ -303,7 +303,7 @@ def test_node(world, lab):
 # -- 4. git ----------------------------------------------------------------------------
 def test_git(world, lab):
     git = need("git")
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "HOME": str(world.work)}
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
     r = sandboxed(world, lab, git, "ls-remote", f"{lab.http}/repo.git", env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "refs/heads/main" in r.stdout, r.stdout
@@ -317,7 +317,7 @@ def test_git(world, lab):
     r = sandboxed(world, lab, git, "ls-remote", f"http://other.test:{HTTP_PORT}/repo.git", env=env, timeout=30)
     assert r.returncode != 0
     assert "403" in r.stderr, r.stderr
-    assert blocked_lines(r.stderr) == [f"[nono] blocked network: other.test:{HTTP_PORT} (not in allowlist)"]
+    assert f"[nono] blocked network: other.test:{HTTP_PORT} (not in allowlist)" in blocked_lines(r.stderr)
     assert lab.requests_since(mark) == []
 
 
@@ -332,7 +332,7 @@ def test_proxy_auth_challenge_is_not_a_blocked_host(world, lab):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["path"] == f"/anyauth-{t}"
     curl_lines = blocked_lines(r.stderr)
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "HOME": str(world.work)}
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
     r = sandboxed(world, lab, need("git"), "ls-remote", f"{lab.http}/repo.git", env=env, timeout=30)
     assert r.returncode == 0, r.stderr
     assert (curl_lines, blocked_lines(r.stderr)) == ([], []), "an allowed host, reached, reported as blocked"

@@ -73,3 +73,18 @@ def test_env_sanitize():
                     "NODE_OPTIONS": "--r", "SSH_AUTH_SOCK": "/s", "KEEP": "1", "PATH": "/bin"}, [("ADD", "2")])
     assert env == {"KEEP": "1", "PATH": "/bin", "ADD": "2"}
     assert os.environ.get("PATH")  # the real environment is untouched
+
+
+def test_set_env_refuses_variables_that_load_code():
+    import pytest as _pytest
+
+    from nono.errors import PolicyError
+    from nono.policy.groups import sanitize_env
+    from nono.policy.model import Policy
+
+    for name in ("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH", "NODE_OPTIONS", "BASH_ENV", "PATH", "NONO_CAP_FILE"):
+        with _pytest.raises(PolicyError):
+            Policy().set_env(name, "/tmp/x")
+    assert Policy().set_env("MY_AGENT", "1").env_set == (("MY_AGENT", "1"),)
+    # and the backstop: sanitize_env never lets one through, whoever built the pairs
+    assert "LD_PRELOAD" not in sanitize_env({}, [("LD_PRELOAD", "/x"), ("OK", "1")])

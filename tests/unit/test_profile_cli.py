@@ -491,3 +491,10 @@ def test_fixed_run_with_malformed_json_profile(env):
     r = nono(env, "run", "--profile", f, "--dry-run", "--", "true")
     assert r.returncode == 1
     assert f"{f}:2:32" in r.stderr and "malformed JSON" in r.stderr
+
+
+def test_empty_network_profile_is_a_usage_error_not_an_open_network(capsys):
+    from nono.cli.main import main
+
+    assert main(["run", "--dry-run", "--network-profile", "", "--", "true"]) == 2
+    assert "empty value" in capsys.readouterr().err

@@ -78,3 +78,10 @@ def test_refusal_policy() -> None:
     assert refusal(["169.254.169.254"], 80, loopback_ports=frozenset({80})) is not None
     assert refusal(["fe80::1"], 80) is not None
     assert refusal(["not-an-ip"], 80) is not None
+
+
+@pytest.mark.parametrize("ip", ["fd00:ec2::254", "fd00:ec2::23", "fd00:ec2::253"])
+def test_aws_ipv6_service_addresses_are_metadata(ip):
+    from nono.proxy import addresses
+
+    assert addresses.classify(ip)[0] == "metadata"

@@ -172,3 +172,12 @@ def test_resolve_overrides() -> None:
     for bad in ("a.test", "a.test=host", "=1.2.3.4"):
         with pytest.raises(PolicyError):
             parse_resolve_overrides(bad)
+
+
+@pytest.mark.parametrize("target", ["/public/..;/admin", "/public/..;x/..;/admin", "/public/%u002e%u002e/admin",
+                                    "/public/%c0%ae%c0%ae/admin", "/public/%252e%252e/admin", "/public/a;b"])
+def test_server_normalised_path_forms_never_match(target):
+    """Forms Java servers, IIS or double decoding turn into another path are ambiguous: no rule matches them."""
+    from nono.proxy.hosts import request_segments
+
+    assert request_segments(target) is None

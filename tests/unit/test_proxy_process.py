@@ -31,7 +31,7 @@ def _auth(token: str) -> str:
 
 
 def test_start_env_events_stop(echo: EchoServer) -> None:
-    s = ProxySettings(allow=["allowed.test"], loopback_ports=frozenset({echo.port}),
+    s = ProxySettings(allow=["allowed.test"], loopback_ports=frozenset({echo.port}), require_tls=False,
                       resolve_overrides={"allowed.test": ["127.0.0.1"]})
     handle = start(s)
     try:
@@ -69,7 +69,7 @@ def test_start_env_events_stop(echo: EchoServer) -> None:
 
 
 def test_open_tunnel_is_recorded_on_stop(echo: EchoServer) -> None:
-    s = ProxySettings(allow=["allowed.test"], loopback_ports=frozenset({echo.port}),
+    s = ProxySettings(allow=["allowed.test"], loopback_ports=frozenset({echo.port}), require_tls=False,
                       resolve_overrides={"allowed.test": ["127.0.0.1"]})
     import socket
 

@@ -53,6 +53,7 @@ def http() -> Iterator[HttpServer]:
 def settings(*ports: int, **kw: object) -> ProxySettings:
     kw.setdefault("allow", ["allowed.test"])
     kw.setdefault("resolve_overrides", LOCAL)
+    kw.setdefault("require_tls", False)  # most tests here exercise the relay with a plain echo server
     return ProxySettings(loopback_ports=frozenset(ports), **kw)  # type: ignore[arg-type]
 
 
@@ -437,3 +438,24 @@ def test_client_vanishing_mid_stream_does_not_hurt_the_server(echo: EchoServer) 
         while fd_count() > baseline and time.monotonic() < deadline:
             time.sleep(0.02)
         assert fd_count() <= baseline
+
+
+def test_tunnel_must_carry_tls_naming_the_host(echo: EchoServer) -> None:
+    """A plain-text tunnel (e.g. HTTP with another Host header) or TLS without SNI could reach another
+    virtual host at the allowed host's address: refused when TLS is required (the default)."""
+    with ProxyThread(settings(echo.port, require_tls=True)) as proxy:
+        for first in (b"GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", client_hello(None)):
+            sock, head = tunnel(proxy.port, "allowed.test", echo.port)
+            with sock:
+                assert head.startswith(b"HTTP/1.1 200")
+                sock.sendall(first)
+                sock.settimeout(5)
+                assert sock.recv(100) == b""  # closed, nothing echoed
+        sock, head = tunnel(proxy.port, "allowed.test", echo.port)
+        with sock:
+            hello = client_hello("allowed.test")
+            sock.sendall(hello)
+            sock.settimeout(5)
+            assert recv_exactly(sock, len(hello)) == hello  # TLS naming the host passes
+        reasons = [e["reason"] for e in proxy.events if e["action"] == "deny"]
+        assert any(r.startswith("not_tls") for r in reasons) and any(r.startswith("no_sni") for r in reasons), reasons

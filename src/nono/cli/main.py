@@ -205,6 +205,9 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
             cwd_access = resolved.workdir_access
     else:
         policy = Policy()
+    for flag, dest in (("--network-profile", "network_profile"), ("--upstream-proxy", "upstream_proxy")):
+        if opts.get(dest) == "":
+            raise A.UsageError(f"{flag} got an empty value (an unset shell variable?)")
     proxy_flags = [f for f, d in (("--network-profile", "network_profile"), ("--allow-domain", "allow_domain"),
                                   ("--upstream-proxy", "upstream_proxy")) if opts.get(d)]
     if opts.get("block_net") and proxy_flags:

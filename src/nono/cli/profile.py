@@ -303,8 +303,8 @@ def _validate(opts: 'dict[str, object]', pos: list[str]) -> int:
         problems, legacy = [exc.message], []
     if not problems:
         try:
-            P.resolve(file if P.is_path_ref(file) else os.path.abspath(file))
-        except ProfileError as exc:
+            P.resolve(file if P.is_path_ref(file) else os.path.abspath(file)).to_policy(os.getcwd())
+        except NonoError as exc:
             problems.append(exc.message + (f" ({exc.hint})" if exc.hint else ""))
     status = 1 if problems else (2 if legacy and opts["strict"] else 0)
     if opts["json"]:

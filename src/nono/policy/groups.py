@@ -66,8 +66,14 @@ def sanitize_env(environ: 'Mapping[str, str]', set_vars: 'Iterable[tuple[str, st
     if allow is not None:
         keep = list(allow) + list(ESSENTIAL_ENV)
         out = {k: v for k, v in out.items() if _matches(k, keep)}
-    out.update(set_vars)
+    out.update((k, v) for k, v in set_vars if k not in deny_names and not k.startswith(prefixes))
     return out
+
+
+def is_dangerous_env(name: str) -> bool:
+    """Is ``name`` a variable nono always removes (it makes programs load code)?"""
+    rules = data()["environment"]
+    return name in rules["deny_vars"] or name.startswith(tuple(rules["deny_prefixes"]))
 
 
 def _matches(name: str, patterns: 'Iterable[str]') -> bool:

@@ -227,10 +227,19 @@ class Policy:
 
     # -- environment ------------------------------------------------------------
     def set_env(self, name: str, value: str) -> 'Policy':
-        if not name or "=" in name or name == "PATH" or name.startswith("NONO_"):
+        """Set a variable in the program's environment.
+
+        Refused: ``PATH``, ``NONO_*``, and every variable nono removes because it
+        loads code (``LD_PRELOAD``, ``PYTHONPATH``, ``NODE_OPTIONS``, ``BASH_ENV``, ...).
+        """
+        from .groups import is_dangerous_env
+
+        if not name or "=" in name or "\0" in name or name == "PATH" or name.startswith("NONO_") \
+                or is_dangerous_env(name):
             from ..errors import PolicyError
 
-            raise PolicyError(f"cannot set environment variable {name!r} (PATH and NONO_* are reserved)")
+            raise PolicyError(f"cannot set environment variable {name!r}: PATH, NONO_* and variables that load "
+                              "code (LD_*, PYTHONPATH, NODE_OPTIONS, BASH_ENV, ...) are reserved")
         return self._copy(env_set=self.env_set + ((name, value),))
 
     def allow_env(self, *names: str) -> 'Policy':

@@ -433,12 +433,14 @@ class ResolvedProfile:
             policy = policy.deny_env(*env["deny_vars"])
         for k, v in (env.get("set_vars") or {}).items():
             try:
-                value = substitute(str(v), vars_)
+                policy = policy.set_env(str(k), substitute(str(v), vars_))
             except PolicyError as exc:
                 raise ProfileError(f"environment.set_vars.{k}: {exc.message}", file=self.origin(f"environment.set_vars.{k}"),
                                    key=f"environment.set_vars.{k}") from None
-            policy = policy.set_env(str(k), value)
         net = self.section("network")
+        if net.get("network_profile") == "":
+            raise ProfileError("network.network_profile: empty name (use null to clear it)", file=self.origin("network.network_profile"),
+                               key="network.network_profile")
         if net.get("block"):  # stricter than any proxy setting a base may carry: it wins
             policy = policy.block_network()
         elif self.needs_proxy() and allow_unfiltered_network:

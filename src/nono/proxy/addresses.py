@@ -50,7 +50,7 @@ _V4 = [(ipaddress.IPv4Network(net), cat, label) for net, cat, label in (
 )]
 
 _V6 = [(ipaddress.IPv6Network(net), cat, label) for net, cat, label in (
-    ("fd00:ec2::254/128", "metadata", "the AWS metadata address (IPv6)"),
+    ("fd00:ec2::/32", "metadata", "AWS's IPv6 metadata, pod identity and DNS addresses (fd00:ec2::254, ::23, ::253)"),
     ("::/128", "forbidden", "the unspecified address"),
     ("::1/128", "loopback", "a loopback address"),
     ("fe80::/10", "link_local", "a link-local address"),

@@ -191,14 +191,17 @@ def request_segments(target: str) -> 'tuple[str, ...] | None':
     """The path segments of a request target, or None when it is ambiguous.
 
     Ambiguous (and so never matched): dot segments, empty inner segments,
-    backslashes, percent-encoded ``.``, ``/`` or ``\\`` — forms that servers
+    backslashes, percent-encoded ``.``, ``/`` or ``\\``, double encoding, ``%u``
+    escapes, overlong UTF-8 and ``;`` path parameters — forms that servers
     normalise differently, which would let a request slip past a rule.
     """
     path = target.split("?", 1)[0].split("#", 1)[0]
     if not path.startswith("/") or "\\" in path:
         return None
     lowered = path.lower()
-    if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered:
+    # Encoded dots and slashes; double encoding (%25..); IIS %u escapes; overlong UTF-8
+    # (%c0/%c1); and path parameters (";"), which Java servers strip ("/..;/admin").
+    if any(bad in lowered for bad in ("%2e", "%2f", "%5c", "%25", "%u", "%c0", "%c1", ";")):
         return None
     segments = tuple(path[1:].split("/"))
     for i, seg in enumerate(segments):

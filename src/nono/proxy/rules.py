@@ -35,14 +35,17 @@ class ProxySettings:
     the addresses to use instead of DNS (tests); they still pass the SSRF check.
     ``upstream`` chains through another proxy except for ``upstream_bypass`` patterns;
     ``upstream_authorization`` is sent to it as ``Proxy-Authorization``.
+    ``require_tls`` (default on) refuses a ``CONNECT`` tunnel whose client does not
+    open with a TLS ClientHello naming the ``CONNECT`` host (tests of the relay
+    itself turn it off).
 
     (A plain class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
     ``re``, ~30 ms here, on the path of every ``nono run`` with a filtered network.)
     """
 
     __slots__ = ("allow", "bind_host", "connect_timeout", "deny_private", "endpoint_rules", "head_timeout",
-                 "idle_timeout", "loopback_ports", "max_connections", "port", "resolve_overrides", "sni_timeout",
-                 "upstream", "upstream_authorization", "upstream_bypass")
+                 "idle_timeout", "loopback_ports", "max_connections", "port", "require_tls", "resolve_overrides",
+                 "sni_timeout", "upstream", "upstream_authorization", "upstream_bypass")
 
     def __init__(self, *, allow: 'Sequence[str | Mapping[str, object]]' = (),
                  endpoint_rules: 'Mapping[str, Sequence[tuple[str, str] | str]] | None' = None,
@@ -51,7 +54,8 @@ class ProxySettings:
                  upstream_authorization: 'str | None' = None,
                  resolve_overrides: 'Mapping[str, Sequence[str]] | None' = None, port: int = 0,
                  bind_host: str = "127.0.0.1", head_timeout: float = 10.0, connect_timeout: float = 10.0,
-                 sni_timeout: float = 10.0, idle_timeout: float = 600.0, max_connections: int = 4096) -> None:
+                 sni_timeout: float = 10.0, idle_timeout: float = 600.0, max_connections: int = 4096,
+                 require_tls: bool = True) -> None:
         self.allow = allow
         self.endpoint_rules: Mapping[str, Sequence[tuple[str, str] | str]] = endpoint_rules or {}
         self.deny_private = deny_private
@@ -67,6 +71,7 @@ class ProxySettings:
         self.sni_timeout = sni_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        self.require_tls = require_tls
 
     def __repr__(self) -> str:
         return "ProxySettings(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"

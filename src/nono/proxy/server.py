@@ -398,6 +398,15 @@ class ProxyServer:
             if kind == "sni" and sni != head.host:
                 event.update(action="deny", reason=f"sni_mismatch: ClientHello names {sni}, CONNECT was {head.host}")
                 return
+            # A tunnel carries TLS, and TLS names its host. Anything else could address
+            # another virtual host on the allowed host's address (an HTTP Host header
+            # inside a plain tunnel, a ClientHello without SNI): refused, fail closed.
+            if kind == "not_tls" and self.settings.require_tls:
+                event.update(action="deny", reason="not_tls: a CONNECT tunnel must carry TLS (use plain HTTP for http://)")
+                return
+            if kind == "no_sni" and self.settings.require_tls and not is_ip_literal(head.host):
+                event.update(action="deny", reason=f"no_sni: the ClientHello names no host (CONNECT was {head.host})")
+                return
             relay.start_up(first)
             if not await relay.wait():
                 event["reason"] = "timeout: idle"

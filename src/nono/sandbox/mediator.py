@@ -214,7 +214,7 @@ class Mediator:
             if addr_family != family or len(addr) < 4:
                 return 0, -_EINVAL
             port = int.from_bytes(addr[2:4], "big")
-            if port not in self.plan.connect_ports and not (port == self.plan.proxy_port and _is_loopback(family, addr)):
+            if port not in self.plan.connect_ports and not (port == self.plan.proxy_port and _is_proxy_address(family, addr)):
                 return self._deny(f"TCP connect to port {port}", _EACCES)
         return self._connect_later(nid, dup, addr)
 
@@ -323,14 +323,15 @@ class Mediator:
         return data
 
 
-def _is_loopback(family: int, addr: bytes) -> bool:
-    """Is a sockaddr_in/sockaddr_in6 address 127.0.0.0/8, ::1 or ::ffff:127.x.y.z?"""
+def _is_proxy_address(family: int, addr: bytes) -> bool:
+    """Is a sockaddr_in/sockaddr_in6 address exactly 127.0.0.1 (or ::ffff:127.0.0.1), where the proxy listens?
+
+    Not all of 127/8 or ::1: another local service on the proxy's port number
+    there must stay out of reach.
+    """
     if family == _AF_INET:
-        return len(addr) >= 8 and addr[4] == 127
-    if len(addr) < 24:
-        return False
-    ip = addr[8:24]
-    return ip == bytes(15) + b"\x01" or (ip[:12] == bytes(10) + b"\xff\xff" and ip[12] == 127)
+        return len(addr) >= 8 and addr[4:8] == b"\x7f\x00\x00\x01"
+    return len(addr) >= 24 and addr[8:24] == bytes(10) + b"\xff\xff\x7f\x00\x00\x01"
 
 
 def _sockopt(fd: int, opt: int) -> 'int | None':
