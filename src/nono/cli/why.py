@@ -56,7 +56,14 @@ def cmd_why(opts: dict[str, object]) -> int:
     return _emit(verdict, bool(opts.get("json")))
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (a verdict echoes user input to the terminal)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
 def _emit(verdict: dict[str, object], as_json: bool) -> int:
+    if not as_json:
+        verdict = {k: _printable(v) if isinstance(v, str) else v for k, v in verdict.items()}
     if as_json:
         import json
 

@@ -29,6 +29,9 @@ _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 _CTL = frozenset(range(0x20)) - {0x09} | {0x7F}
 _TARGET_CHARS = frozenset(range(0x21, 0x7F))
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+# Headers some servers and CDNs route by instead of Host: dropped, so a request cannot name
+# another virtual host than the one that was checked.
+_ROUTING = frozenset({"x-forwarded-host", "forwarded", "x-host", "x-forwarded-server", "x-original-host"})
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
                          "upgrade", "host", "content-length"})
 
@@ -120,7 +123,7 @@ class RequestHead:
         lines = [f"{self.method} {target} {self.version}", f"Host: {self.host_header()}"]
         for k, v in self.headers:
             low = k.lower()
-            if low in _HOP_BY_HOP or low in named or low.startswith("proxy-"):
+            if low in _HOP_BY_HOP or low in named or low.startswith("proxy-") or low in _ROUTING:
                 continue
             lines.append(f"{k}: {v}")
         if self.body == "length":
