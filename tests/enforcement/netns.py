@@ -257,8 +257,9 @@ class Lab:
         with socket.create_connection((self.ns_ip, HTTP_PORT), timeout=5) as s:
             self._barriers.add(("http", s.getsockname()[1]))
             s.sendall(f"GET /__barrier/{tag} HTTP/1.0\r\n\r\n".encode())
-            while s.recv(65536):
-                pass
+            for _ in range(1024):  # the echo is a few hundred bytes; bounded anyway
+                if not s.recv(65536):
+                    break
         with socket.create_connection((self.ns_ip, self.trap_port), timeout=5) as s:
             trap = ("trap", s.getsockname()[1])
             self._barriers.add(trap)

@@ -39,7 +39,8 @@ def test_policy_is_immutable_and_hashable():
 def test_ports_are_validated():
     with pytest.raises(PolicyError):
         nono.Policy().allow_connect_port(70000)
-    assert nono.Policy().open_port(8080).connect_ports == (8080,)
+    p = nono.Policy().open_port(8080)
+    assert p.loopback_ports == (8080,) and p.bind_ports == (8080,) and p.connect_ports == ()  # loopback only
 
 
 def test_set_env_refuses_reserved_names():

@@ -855,7 +855,7 @@ def test_to_policy_grants_denies_bypass_env_network(env):
     assert pol.env_allow == ("MY_*",) and pol.env_deny == ("AWS_*",)
     assert set(pol.env_set) == {("K", "v"), ("Z", "1")}
     assert pol.network == "block"
-    assert set(pol.connect_ports) == {8080, 443} and set(pol.bind_ports) == {8080, 9000}
+    assert pol.connect_ports == (443,) and pol.loopback_ports == (8080,) and set(pol.bind_ports) == {8080, 9000}
     assert set(pol.groups) == set(DEFAULT_GROUPS)
 
 

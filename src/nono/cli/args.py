@@ -59,7 +59,7 @@ SANDBOX_FLAGS = (
          metavar="PORT", section=NET),
     Flag("listen_port", ("--listen-port", "--allow-bind"), "intlist", "allow listening on TCP PORT",
          metavar="PORT", section=NET),
-    Flag("open_port", ("--open-port", "--allow-port"), "intlist", "allow both connect and listen on TCP PORT",
+    Flag("open_port", ("--open-port", "--allow-port"), "intlist", "allow connect and listen on TCP PORT on loopback (local servers)",
          metavar="PORT", section=NET),
     Flag("network_profile", ("--network-profile",), "str",
          "network only through nono's proxy, to the hosts of NAME (minimal, developer, claude-code, ...)",

@@ -56,19 +56,25 @@ def capabilities(out: 'Out', plan: 'Plan', prep: 'Prepared | None', version: str
         shown = ", ".join(hosts[:6]) + (f", +{len(hosts) - 6} more" if len(hosts) > 6 else "")
         where = f" on 127.0.0.1:{plan.proxy_port}" if plan.proxy_port else ""
         lines.append(f"    net  filtered by nono's proxy{where}: {shown or 'no hosts'}")
-        if plan.connect_ports or plan.bind_ports:
-            lines.append(f"    net  and TCP ports: connect {','.join(map(str, plan.connect_ports)) or '-'}; "
-                         f"listen {','.join(map(str, plan.bind_ports)) or '-'}")
+        if plan.connect_ports or plan.bind_ports or plan.loopback_ports:
+            lines.append(f"    net  and TCP ports: {_ports(plan)}")
     elif plan.restrict_network:
-        ports = []
-        if plan.connect_ports:
-            ports.append("connect " + ",".join(map(str, plan.connect_ports)))
-        if plan.bind_ports:
-            ports.append("listen " + ",".join(map(str, plan.bind_ports)))
-        lines.append("    net  blocked" + (f" except TCP {'; '.join(ports)}" if ports else ""))
+        ports = _ports(plan)
+        lines.append("    net  blocked" + (f" except TCP {ports}" if ports else ""))
     else:
         lines.append("    net  allowed")
     sys.stderr.write("\n".join(lines) + "\n")
     if prep is not None:
         for m in prep.missing:
             out.warn(f"not enforced on this kernel: {m}")
+
+
+def _ports(plan: 'Plan') -> str:
+    parts = []
+    if plan.connect_ports:
+        parts.append("connect " + ",".join(map(str, plan.connect_ports)) + " (any host)")
+    if plan.loopback_ports:
+        parts.append("connect " + ",".join(map(str, plan.loopback_ports)) + " (loopback)")
+    if plan.bind_ports:
+        parts.append("listen " + ",".join(map(str, plan.bind_ports)))
+    return "; ".join(parts)

@@ -54,7 +54,7 @@ class Policy:
     """
 
     __slots__ = ("bind_ports", "bypass", "connect_ports", "denies", "deny_private", "env_allow", "env_deny", "env_set",
-                 "grants", "groups", "network", "network_profiles", "proxy_allow", "proxy_port", "unix_sockets",
+                 "grants", "groups", "loopback_ports", "network", "network_profiles", "proxy_allow", "proxy_port", "unix_sockets",
                  "upstream_bypass", "upstream_proxy")
 
     def __init__(self, *, defaults: bool = True) -> None:
@@ -63,7 +63,8 @@ class Policy:
         self.grants: tuple[Grant, ...] = ()
         self.groups: tuple[str, ...] = tuple(default_group_names()) if defaults else ()
         self.network = "allow"
-        self.connect_ports: tuple[int, ...] = ()
+        self.connect_ports: tuple[int, ...] = ()  # any host
+        self.loopback_ports: tuple[int, ...] = ()  # loopback addresses only (--open-port)
         self.bind_ports: tuple[int, ...] = ()
         self.bypass: tuple[str, ...] = ()
         self.unix_sockets: tuple[str, ...] = ()
@@ -177,7 +178,8 @@ class Policy:
     # -- network ----------------------------------------------------------------
     def allow_all_network(self) -> 'Policy':
         """Unrestricted network (the default): undoes :meth:`block_network`, filtering and port restrictions."""
-        return self._copy(network="allow", connect_ports=(), bind_ports=(), network_profiles=(), proxy_allow=())
+        return self._copy(network="allow", connect_ports=(), bind_ports=(), loopback_ports=(), network_profiles=(),
+                          proxy_allow=())
 
     def allow_network(self, hosts: 'Iterable[object]' = (), *, profile: 'str | None' = None) -> 'Policy':
         """Network only through nono's filtering proxy, to these hosts (and a network profile's).
@@ -222,8 +224,14 @@ class Policy:
         return "proxy" if self.network == "proxy" else "block"
 
     def open_port(self, *ports: int) -> 'Policy':
-        """Both connect to and listen on these TCP ports."""
-        return self.allow_connect_port(*ports).allow_bind_port(*ports)
+        """Connect to and listen on these TCP ports on this machine's loopback addresses (local servers).
+
+        Unlike :meth:`allow_connect_port`, other hosts stay unreachable on these
+        ports (the mediator checks the address). Implies a restricted network.
+        """
+        checked = tuple(_port(p) for p in ports)
+        return self._copy(network=self._restricted(), loopback_ports=self.loopback_ports + checked,
+                          bind_ports=self.bind_ports + checked)
 
     # -- environment ------------------------------------------------------------
     def set_env(self, name: str, value: str) -> 'Policy':

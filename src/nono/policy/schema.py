@@ -129,7 +129,8 @@ def _check(v: 'Any', node: 'dict[str, Any]', key: str, out: list[Problem]) -> No
         if len(v) < node.get("minItems", 0):
             out.append(Problem(key, f"needs at least {node['minItems']} item(s)"))
         if node.get("uniqueItems"):
-            dupes = [x for i, x in enumerate(v) if x in v[:i]]
+            keys = [_identity(x) for x in v]
+            dupes = [x for i, x in enumerate(v) if keys[i] in keys[:i]]
             if dupes:
                 out.append(Problem(key, f"duplicate item {_short(dupes[0])}"))
         if "items" in node:
@@ -198,3 +199,18 @@ def _walk_deprecated(v: 'Any', node: 'dict[str, Any]', key: str, out: list[tuple
         if sub.get("deprecated"):
             out.append((sub_key, str(sub.get("description", ""))))
         _walk_deprecated(item, sub, sub_key, out)
+
+
+def _identity(v: 'Any') -> 'Any':
+    """A hashable key with JSON's notion of equality: ``true`` is not ``1``, ``1.0`` is ``1``."""
+    if isinstance(v, bool) or v is None:
+        return ("const", v)
+    if isinstance(v, (int, float)):
+        return ("num", int(v) if isinstance(v, float) and v.is_integer() else v)
+    if isinstance(v, str):
+        return ("str", v)
+    if isinstance(v, list):
+        return ("list", tuple(_identity(x) for x in v))
+    if isinstance(v, dict):
+        return ("obj", tuple(sorted((str(k), _identity(x)) for k, x in v.items())))
+    return ("other", repr(v))

@@ -49,6 +49,7 @@ class View:
                  for r in plan.rules.values()]
         mode = "proxy" if plan.network == "proxy" else ("blocked" if plan.restrict_network else "allowed")
         net: dict[str, object] = {"mode": mode, "connect_ports": list(plan.connect_ports),
+                                  "loopback_ports": list(plan.loopback_ports),
                                   "bind_ports": list(plan.bind_ports), "proxy_allow": list(plan.proxy_hosts)}
         return cls(rules, list(plan.denies), list(plan.decomposed), net)
 
@@ -150,6 +151,9 @@ def query_host(view: View, host: str, port: int = 443) -> dict[str, object]:
     if port in (view.network.get("connect_ports") or []):  # type: ignore[operator]
         return {"status": "allowed", "host": name, "port": port, "reason": "network_allowed",
                 "details": f"TCP port {port} is open to any host (--allow-connect-port)"}
+    if port in (view.network.get("loopback_ports") or []) and name in ("localhost", "127.0.0.1", "::1", "[::1]"):  # type: ignore[operator]
+        return {"status": "allowed", "host": name, "port": port, "reason": "network_allowed",
+                "details": f"TCP port {port} is open on loopback addresses (--open-port)"}
     if mode == "proxy":
         return _query_proxy(view, name, port, host)
     return {"status": "denied", "host": name, "port": port, "reason": "network_blocked",

@@ -57,7 +57,8 @@ def _protections(abi: int, plan: 'Plan', mediate: bool, drop_caps: bool) -> tupl
     if plan.network == "proxy":
         status["network"] = "filtered (proxy)"
     else:
-        status["network"] = ("blocked" if not plan.connect_ports and not plan.bind_ports else "ports only") if plan.restrict_network else "allowed"
+        ports = plan.connect_ports or plan.bind_ports or plan.loopback_ports
+        status["network"] = ("ports only" if ports else "blocked") if plan.restrict_network else "allowed"
     if abi >= 6:
         status["scope_signal"] = status["scope_abstract_unix_socket"] = "enforced"
     else:
@@ -169,6 +170,7 @@ def describe(plan: 'Plan', status: dict[str, object]) -> dict[str, object]:
         "network": {
             "mode": "proxy" if plan.network == "proxy" else ("blocked" if plan.restrict_network else "allowed"),
             "connect_ports": list(plan.connect_ports),
+            "loopback_ports": list(plan.loopback_ports),
             "bind_ports": list(plan.bind_ports),
             "proxy_port": plan.proxy_port,
             "proxy_allow": list(plan.proxy_hosts),

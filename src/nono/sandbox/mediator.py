@@ -214,7 +214,9 @@ class Mediator:
             if addr_family != family or len(addr) < 4:
                 return 0, -_EINVAL
             port = int.from_bytes(addr[2:4], "big")
-            if port not in self.plan.connect_ports and not (port == self.plan.proxy_port and _is_proxy_address(family, addr)):
+            if port not in self.plan.connect_ports \
+                    and not (port in self.plan.loopback_ports and _is_loopback(family, addr)) \
+                    and not (port == self.plan.proxy_port and _is_proxy_address(family, addr)):
                 return self._deny(f"TCP connect to port {port}", _EACCES)
         return self._connect_later(nid, dup, addr)
 
@@ -321,6 +323,16 @@ class Mediator:
         if len(data) != length:
             raise OSError(14, "short read of sandboxed memory")
         return data
+
+
+def _is_loopback(family: int, addr: bytes) -> bool:
+    """Is a sockaddr_in/sockaddr_in6 address in 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104?"""
+    if family == _AF_INET:
+        return len(addr) >= 8 and addr[4] == 127
+    if len(addr) < 24:
+        return False
+    ip = addr[8:24]
+    return ip == bytes(15) + b"\x01" or (ip[:12] == bytes(10) + b"\xff\xff" and ip[12] == 127)
 
 
 def _is_proxy_address(family: int, addr: bytes) -> bool:

@@ -43,7 +43,7 @@ def settings(policy: 'Policy') -> 'ProxySettings':
     result = ProxySettings(
         allow=allowlist(policy),  # type: ignore[arg-type]
         deny_private=policy.deny_private,
-        loopback_ports=frozenset(policy.connect_ports),
+        loopback_ports=frozenset(policy.loopback_ports + policy.connect_ports),
         upstream=upstream,
         upstream_bypass=tuple(policy.upstream_bypass),
         resolve_overrides=parse_resolve_overrides(os.environ.get("NONO_PROXY_RESOLVE", "")),
@@ -64,8 +64,8 @@ def summary(events: 'list[dict[str, object]]') -> list[str]:
     """One line per distinct blocked destination: ``host:port (reason)``, in first-seen order."""
     seen: dict[str, int] = {}
     for e in events:
-        if e.get("action") != "deny":
-            continue
+        if e.get("action") != "deny" or str(e.get("reason", "")).startswith("auth"):
+            continue  # a 407 challenge is part of normal proxy authentication (git, curl --proxy-anyauth)
         key = f"{e.get('host')}:{e.get('port')} ({e.get('reason')})"
         seen[key] = seen.get(key, 0) + 1
     return [k + (f" x{n}" if n > 1 else "") for k, n in seen.items()]

@@ -61,7 +61,8 @@ class Plan:
         # or the reuse of its inode number, cannot redirect the grant.
         self.unix_sockets: list[tuple[str, int, int, int, int]] = []
         self.network = "allow"
-        self.connect_ports: tuple[int, ...] = ()
+        self.connect_ports: tuple[int, ...] = ()  # any host
+        self.loopback_ports: tuple[int, ...] = ()  # loopback addresses only (checked by the mediator)
         self.bind_ports: tuple[int, ...] = ()
         # With a filtered network: the loopback port of nono's proxy (set once it listens).
         # Only 127.0.0.1/::1 on this port is reachable, unlike connect_ports (any host).
@@ -83,6 +84,7 @@ class Plan:
             "rules": [(r.path, r.mask, r.is_dir, r.access, r.source) for r in self.rules.values()],
             "denies": self.denies, "skipped": self.skipped, "decomposed": self.decomposed,
             "unix_sockets": self.unix_sockets, "network": self.network, "connect_ports": self.connect_ports,
+            "loopback_ports": self.loopback_ports,
             "bind_ports": self.bind_ports, "executable": self.executable, "proxy_port": self.proxy_port, "proxy_hosts": self.proxy_hosts,
         }
 
@@ -98,6 +100,7 @@ class Plan:
         plan.unix_sockets = [(str(u[0]), int(u[1]), int(u[2]), int(u[3]), int(u[4])) for u in data["unix_sockets"]]
         plan.network = str(data["network"])
         plan.connect_ports = tuple(data["connect_ports"])
+        plan.loopback_ports = tuple(data.get("loopback_ports", ()))
         plan.bind_ports = tuple(data["bind_ports"])
         plan.executable = data["executable"]
         plan.proxy_port = int(data.get("proxy_port", 0))
@@ -214,7 +217,7 @@ class Plan:
                     ruleset.allow_path_fd(fd, rule.mask, is_dir=rule.is_dir)
                 finally:
                     os.close(fd)
-            for port in self.connect_ports + ((self.proxy_port,) if self.proxy_port else ()):
+            for port in self.connect_ports + self.loopback_ports + ((self.proxy_port,) if self.proxy_port else ()):
                 ruleset.allow_port(port, ll.NET_CONNECT_TCP)
             for port in self.bind_ports:
                 ruleset.allow_port(port, ll.NET_BIND_TCP)
@@ -306,6 +309,7 @@ def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None
 
         plan.proxy_hosts = allowlist(policy)
     plan.connect_ports = policy.connect_ports
+    plan.loopback_ports = policy.loopback_ports
     plan.bind_ports = policy.bind_ports
     from ..kernel.process import file_identity
 
