@@ -182,22 +182,28 @@ def load_document(name: str, file: str, label: str) -> Document:
     return doc
 
 
-def _load_document(name: str, file: str, label: str) -> Document:
-    from . import schema
-
+def _read(file: str, shown: str) -> 'tuple[str, dict[str, Any]]':
+    """The text of a profile file and its parsed top-level mapping."""
     try:
         with open(file, encoding="utf-8") as f:
             text = f.read()
     except UnicodeDecodeError:
-        raise ProfileError("not a text file (UTF-8 expected)", file=file) from None
+        raise ProfileError("not a text file (UTF-8 expected)", file=shown) from None
     except OSError as exc:
-        raise ProfileError(f"cannot read profile: {exc.strerror}", file=file) from None
-    shown = file if label.startswith("/") else label
+        raise ProfileError(f"cannot read profile: {exc.strerror}", file=shown) from None
     raw = parse(text, shown)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ProfileError(f"a profile must be an object (a mapping of keys), not {type(raw).__name__}", file=shown)
+    return text, raw
+
+
+def _load_document(name: str, file: str, label: str) -> Document:
+    from . import schema
+
+    shown = file if label.startswith("/") else label
+    text, raw = _read(file, shown)
     data, legacy = _drain_legacy(raw, shown, text)
     problems = schema.validate(data)
     if problems:
@@ -220,19 +226,8 @@ def validate_file(file: str) -> 'tuple[list[str], list[tuple[str, str]]]':
     """For ``nono profile validate``: (every problem as text, legacy keys found). Raises on unreadable/malformed files."""
     from . import schema
 
-    try:
-        with open(file, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise ProfileError("not a text file (UTF-8 expected)", file=file) from None
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile: {exc.strerror}", file=file) from None
-    raw = parse(text, file)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ProfileError(f"a profile must be an object (a mapping of keys), not {type(raw).__name__}", file=file)
-    data, legacy = _drain_legacy(raw, file, text, collect=True)
+    text, raw = _read(file, file)
+    data, legacy = _drain_legacy(raw, file, text)
     problems = []
     for p in schema.validate(data):
         line = locate_key(text, p.key) if p.key else 0
@@ -242,7 +237,7 @@ def validate_file(file: str) -> 'tuple[list[str], list[tuple[str, str]]]':
     return problems, legacy
 
 
-def _drain_legacy(raw: 'dict[str, Any]', file: str, text: str, collect: bool = False) -> 'tuple[dict[str, Any], list[tuple[str, str]]]':
+def _drain_legacy(raw: 'dict[str, Any]', file: str, text: str) -> 'tuple[dict[str, Any], list[tuple[str, str]]]':
     """Move legacy keys (``policy.*``, ``security.groups``) to their canonical place."""
     legacy: list[tuple[str, str]] = []
     data = {k: v for k, v in raw.items() if k != "policy"}
