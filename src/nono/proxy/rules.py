@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from ..credentials.route import Route
+
 REASON_NOT_ALLOWED = "not in allowlist"
 REASON_NEEDS_TLS = "endpoint rules need TLS interception (not available)"
 
@@ -38,6 +40,10 @@ class ProxySettings:
     ``require_tls`` (default on) refuses a ``CONNECT`` tunnel whose client does not
     open with a TLS ClientHello naming the ``CONNECT`` host (tests of the relay
     itself turn it off).
+    ``routes`` are credential routes (:class:`nono.credentials.route.Route`) served as
+    ``http://127.0.0.1:<port>/<name>/...`` (see :mod:`.reverse`). ``upstream_ca_file``
+    adds a trust anchor for the routes' upstream TLS (tests use a private CA); system
+    roots stay trusted and verification is never turned off.
 
     (A plain class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
     ``re``, ~30 ms here, on the path of every ``nono run`` with a filtered network.)
@@ -45,7 +51,7 @@ class ProxySettings:
 
     __slots__ = ("allow", "bind_host", "connect_timeout", "deny_private", "endpoint_rules", "head_timeout",
                  "idle_timeout", "loopback_ports", "max_connections", "port", "require_tls", "resolve_overrides",
-                 "sni_timeout", "upstream", "upstream_authorization", "upstream_bypass")
+                 "routes", "sni_timeout", "upstream", "upstream_authorization", "upstream_bypass", "upstream_ca_file")
 
     def __init__(self, *, allow: 'Sequence[str | Mapping[str, object]]' = (),
                  endpoint_rules: 'Mapping[str, Sequence[tuple[str, str] | str]] | None' = None,
@@ -55,7 +61,8 @@ class ProxySettings:
                  resolve_overrides: 'Mapping[str, Sequence[str]] | None' = None, port: int = 0,
                  bind_host: str = "127.0.0.1", head_timeout: float = 10.0, connect_timeout: float = 10.0,
                  sni_timeout: float = 10.0, idle_timeout: float = 600.0, max_connections: int = 4096,
-                 require_tls: bool = True) -> None:
+                 require_tls: bool = True, routes: 'Sequence[Route]' = (),
+                 upstream_ca_file: 'str | None' = None) -> None:
         self.allow = allow
         self.endpoint_rules: Mapping[str, Sequence[tuple[str, str] | str]] = endpoint_rules or {}
         self.deny_private = deny_private
@@ -72,6 +79,8 @@ class ProxySettings:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.require_tls = require_tls
+        self.routes: Sequence[Route] = tuple(routes)
+        self.upstream_ca_file = upstream_ca_file
 
     def __repr__(self) -> str:
         return "ProxySettings(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
@@ -142,6 +151,9 @@ class Filter:
                     raise PolicyError(f"invalid resolve override address {a!r}") from None
         if any(not 0 < p < 65536 for p in settings.loopback_ports):
             raise PolicyError("loopback ports must be 1-65535")
+        names = [r.name for r in settings.routes]
+        if len(set(names)) != len(names):
+            raise PolicyError("two credential routes have the same name")
         if settings.upstream is not None:
             host, port = settings.upstream
             if not host or not 0 < port < 65536:

@@ -6,6 +6,8 @@ connect to a checked address (no second resolution; 502/504 on failure), then
 
 * CONNECT: answer 200, relay the server's bytes at once, inspect the client's first
   bytes (SNI must name the CONNECT host), then relay both ways until both sides end;
+* origin form (``GET /openai/...``) when credential routes are configured: the
+  reverse proxy of :mod:`.reverse` (no proxy token; the route's phantom token instead);
 * plain HTTP: forward exactly one request (canonical head, ``Connection: close``,
   body framed by Content-Length or re-framed chunks), relay the response until the
   upstream closes, then close. Bytes after the request are never forwarded.
@@ -112,6 +114,11 @@ class ProxyServer:
         self._on_event = on_event
         self._resolver = resolver
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reverse: Any = None
+        if settings.routes:  # credential routes (origin-form requests on this port); imported only when used
+            from .reverse import ReverseProxy
+
+            self._reverse = ReverseProxy(self, settings.routes)
 
     @property
     def active(self) -> int:
@@ -176,6 +183,9 @@ class ProxyServer:
                 event = None  # nothing was asked: no decision, no event
                 return
             head, leftover = got
+            if head.scheme == "reverse":
+                await self._reverse.handle(client, head, leftover, event)
+                return
             event.update(method=head.method, host=head.host, port=head.port)
             try:
                 upstream, down_initial = await self._admit(client, head)
@@ -219,6 +229,11 @@ class ProxyServer:
         while True:
             end = head_end(buf)
             if end >= 0:
+                if self._reverse is not None:
+                    from .reverse import is_origin_form, parse_origin_head
+
+                    if is_origin_form(buf):
+                        return parse_origin_head(bytes(buf[:end])), bytes(buf[end:])
                 return parse_head(bytes(buf[:end])), bytes(buf[end:])
             remaining = deadline - loop.time()
             if remaining <= 0:
