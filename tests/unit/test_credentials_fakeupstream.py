@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-from proxytest import LoopThread  # noqa: E402
+from proxytest import LoopThread
 
 trustme = pytest.importorskip("trustme")
 
@@ -84,10 +84,10 @@ class FakeUpstream:
             path = rec.target
             if path.startswith("/sse") or "/sse" in path:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-                writer.write(b"a\r\ndata: 1\n\n\r\n")
+                writer.write(b"9\r\ndata: 1\n\n\r\n")
                 await writer.drain()
                 await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, TIMEOUT)
-                writer.write(b"a\r\ndata: 2\n\n\r\n0\r\n\r\n")
+                writer.write(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")
             elif "/chunked" in path:
                 writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                 for part in (b"one,", b"two,", b"three"):

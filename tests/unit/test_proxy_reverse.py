@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-from proxytest import AUTH, HttpServer, ProxyThread  # noqa: E402
-from test_credentials_fakeupstream import HOST, TIMEOUT, FakeUpstream, http  # noqa: E402
+from proxytest import AUTH, HttpServer, ProxyThread
+from test_credentials_fakeupstream import HOST, TIMEOUT, FakeUpstream, http
 
-from nono.credentials.route import Route  # noqa: E402
-from nono.proxy.hosts import EndpointRule  # noqa: E402
-from nono.proxy.rules import ProxySettings  # noqa: E402
+from nono.credentials.route import Route
+from nono.proxy.hosts import EndpointRule
+from nono.proxy.rules import ProxySettings
 
 SECRET = "sk-REAL-secret-0123456789abcdef"
 PHANTOM = "f" * 64

@@ -122,7 +122,8 @@ def _load(spec: 'ServiceSpec', explicit: 'str | None', unset: 'set[str]') -> 'tu
         except CredentialError as exc:
             if explicit or len(refs) == 1:
                 raise
-            tried.append(f"{sources.describe(ref)} ({exc.message.split(': ', 1)[-1]})")
+            label = sources.describe(ref)
+            tried.append(f"{label} ({exc.message.removeprefix(label + ': ')})")
             continue
         var = sources.env_var_of(ref)
         if var:

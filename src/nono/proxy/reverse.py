@@ -299,6 +299,10 @@ class ReverseProxy:
                     break
                 await _within(loop.sock_sendall(client, _mask(data, secret)), idle)
                 down += len(data)
+            try:
+                client.shutdown(socket.SHUT_WR)  # the client sees the end now; then drain what it still sends
+            except OSError:
+                pass
             await self.server._linger(client)
         except _Refused as exc:
             event.update(action=exc.action, reason=exc.reason)

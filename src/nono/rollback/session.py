@@ -93,9 +93,10 @@ class RollbackSession:
             except OSError:
                 pass
             return ChangeSummary([], session_id=self.session_id, roots=self.roots, note=note)
-        self._update_meta(ended=_now(), exit_code=exit_code, store_bytes=self.store.size_bytes())
         summary = ChangeSummary(compute(self.baseline.entries, m.entries), session_id=self.session_id,
                                 roots=self.roots, to_snapshot=m.number)
+        counts = {"created": len(summary.created), "modified": len(summary.modified), "deleted": len(summary.deleted)}
+        self._update_meta(ended=_now(), exit_code=exit_code, changes=counts, store_bytes=self.store.size_bytes())
         summary.attach(self.store)
         return summary
 
