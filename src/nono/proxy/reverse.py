@@ -17,7 +17,10 @@ with a per-session phantom token instead of the real key. For each request:
    with ``Connection: close``; any echo of the real secret in it is masked (best
    effort: per read, uncompressed bodies).
 
-One request per client connection, like plain-HTTP forwarding.
+One request per client connection, like plain-HTTP forwarding. Upstream connections
+are kept alive and reused (up to 8 idle per route, 20 s): the response's framing
+(Content-Length, chunked, or until close) tells when it ended cleanly; a pooled
+connection the server closed meanwhile is replaced once when the request can be replayed.
 """
 
 import asyncio
@@ -34,7 +37,7 @@ from .server import ProxyServer, _Refused, _within
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from ..credentials.route import Route
     from .server import Event
@@ -46,6 +49,8 @@ _DROP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "traile
 _RESPONSE_DROP = frozenset({b"connection", b"keep-alive", b"proxy-connection"})
 _MAX_RESPONSE_HEAD = 64 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_POOL_SIZE = 8        # idle upstream connections kept per route
+_POOL_IDLE = 20.0     # seconds an idle upstream connection is reused (below common server keep-alive limits)
 
 
 def is_origin_form(buf: 'bytes | bytearray') -> bool:
@@ -106,6 +111,7 @@ class ReverseProxy:
         self.server = server
         self.routes = {r.name: r for r in routes}
         self._contexts: dict[str, ssl.SSLContext] = {}
+        self._pool: dict[str, list[_Conn]] = {}
         for route in routes:  # load the trust store now (in the proxy process), not on the first request
             if route.scheme == "https":
                 self._context(route)
@@ -131,7 +137,6 @@ class ReverseProxy:
             event.update(host=route.host, port=route.port, route=route.name, path=rest.split("?", 1)[0][:200])
             prepared = self._authenticate(route, head, rest)
             self._check_endpoint(route, head.method, rest)
-            reader, writer = await self._open(route)
         except _Refused as exc:
             event.update(action=exc.action, reason=exc.reason)
             extra = ""
@@ -141,10 +146,7 @@ class ReverseProxy:
             await self.server._send(client, _answer(exc.status, exc.body or f"nono: {exc.reason}\n", extra))
             return
         event["action"] = "allow"
-        try:
-            await self._exchange(client, head, leftover, route, prepared, reader, writer, event)
-        finally:
-            writer.close()
+        await self._exchange(client, head, leftover, route, prepared, event)
 
     def _match(self, target: str) -> 'tuple[Route, str]':
         path, q, query = target.partition("?")
@@ -263,8 +265,8 @@ class ReverseProxy:
             raise _Refused(504, f"timeout: TLS handshake with {route.host}", "error") from None
 
     async def _exchange(self, client: socket.socket, head: RequestHead, leftover: bytes, route: 'Route',
-                        prepared: _Prepared, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        event: 'Event') -> None:
+                        prepared: _Prepared, event: 'Event') -> None:
+        """Send the request upstream (a pooled connection first), relay the response."""
         loop = asyncio.get_running_loop()
         idle = self.server.settings.idle_timeout
         host = route.host if route.port == (443 if route.scheme == "https" else 80) else f"{route.host}:{route.port}"
@@ -274,48 +276,121 @@ class ReverseProxy:
             lines.append(f"Content-Length: {head.content_length}")
         elif head.body == "chunked":
             lines.append("Transfer-Encoding: chunked")
-        lines.append("Connection: close")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # A pooled connection may have been closed by the server meanwhile: the request is
+        # retried once on a new connection when nothing came back and it can be replayed.
+        replayable = head.body == "none" or (head.body == "length" and len(leftover) >= head.content_length)
         up = down = 0
-        secret = route.secret
+        conn: _Conn | None = None
         try:
-            writer.write(request)
-            up = len(request)
-            try:
-                up += await self._send_body(client, writer, head, leftover, idle)
-            except BadRequest as exc:
-                event.update(action="deny", reason=f"bad request: {exc.reason}")
-                await self.server._send(client, _answer(400, f"nono: bad request: {exc.reason}\n"))
-                return
-            except (OSError, ConnectionError):
-                pass  # the upstream may answer early (an error); read what it says
-            status, first = await self._response_head(reader, idle)
+            for attempt in (0, 1):
+                conn = self._take(route) if attempt == 0 else None
+                pooled = conn is not None
+                if conn is None:
+                    conn = _Conn(*await self._open(route))
+                try:
+                    conn.writer.write(request)
+                    up = len(request)
+                    try:
+                        up += await self._send_body(client, conn.writer, head, leftover, idle)
+                    except (OSError, ConnectionError) as exc:
+                        if pooled and replayable:
+                            raise _Stale from exc
+                    status, first, framing = await self._response_head(conn.reader, head.method, idle, pooled)
+                    break
+                except _Stale:
+                    conn.close()
+                    conn = None
+                    if not replayable:
+                        raise _Refused(502, "upstream: a kept-alive connection was closed by the server; retry",
+                                       "error") from None
+            assert conn is not None
             event["status"] = status
+            secret = route.secret
             await _within(loop.sock_sendall(client, _mask(first, secret)), idle)
             down = len(first)
-            while True:
-                data = await _within(reader.read(65536), idle)
-                if not data:
-                    break
+            async for data in self._body(conn, framing, idle):
                 await _within(loop.sock_sendall(client, _mask(data, secret)), idle)
                 down += len(data)
+            if conn.reusable:
+                self._put(route, conn)
+                conn = None
             try:
                 client.shutdown(socket.SHUT_WR)  # the client sees the end now; then drain what it still sends
             except OSError:
                 pass
             await self.server._linger(client)
+        except BadRequest as exc:
+            event.update(action="deny", reason=f"bad request: {exc.reason}")
+            await self.server._send(client, _answer(400, f"nono: bad request: {exc.reason}\n"))
         except _Refused as exc:
             event.update(action=exc.action, reason=exc.reason)
             if not down:
                 await self.server._send(client, _answer(exc.status, f"nono: {exc.reason}\n"))
         except asyncio.TimeoutError:
             event["reason"] = "timeout: idle"
-        except (OSError, ConnectionError, ssl.SSLError) as exc:
+        except (OSError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             event.update(action="error", reason=f"upstream: {type(exc).__name__}")
             if not down:
                 await self.server._send(client, _answer(502, f"nono: upstream {route.host} failed ({type(exc).__name__})\n"))
         finally:
+            if conn is not None:
+                conn.close()
             event.update(bytes_up=up, bytes_down=down)
+
+    # -- upstream connections ----------------------------------------------------------
+    def _take(self, route: 'Route') -> '_Conn | None':
+        idle = self._pool.get(route.name)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.since < _POOL_IDLE and conn.alive():
+                return conn
+            conn.close()
+        return None
+
+    def _put(self, route: 'Route', conn: '_Conn') -> None:
+        idle = self._pool.setdefault(route.name, [])
+        if len(idle) >= _POOL_SIZE:
+            idle.pop(0).close()
+        conn.since = time.monotonic()
+        idle.append(conn)
+
+    async def _body(self, conn: '_Conn', framing: 'tuple[str, int]', idle: float) -> 'AsyncIterator[bytes]':
+        """The response body as it arrives; marks ``conn.reusable`` when it ended cleanly."""
+        kind, length = framing
+        if kind == "none":
+            conn.reusable = True
+            return
+        if kind == "length":
+            remaining = length
+            while remaining:
+                data = await _within(conn.reader.read(min(remaining, 65536)), idle)
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                remaining -= len(data)
+                yield data
+            conn.reusable = True
+            return
+        chunked = ChunkedReader() if kind == "chunked" else None
+        while True:
+            data = await _within(conn.reader.read(65536), idle)
+            if not data:
+                if chunked is not None:
+                    raise asyncio.IncompleteReadError(b"", None)
+                return
+            if chunked is None:
+                yield data
+                continue
+            try:
+                out = chunked.feed(data)
+            except BadRequest as exc:
+                raise _Refused(502, f"upstream: bad chunked response ({exc.reason})", "error") from None
+            if out:
+                yield out
+            if chunked.done:
+                conn.reusable = not chunked.leftover
+                return
 
     async def _send_body(self, client: socket.socket, writer: asyncio.StreamWriter, head: RequestHead,
                          leftover: bytes, idle: float) -> int:
@@ -348,15 +423,26 @@ class ReverseProxy:
                 raise BadRequest("connection closed inside the request body")
 
     @staticmethod
-    async def _response_head(reader: asyncio.StreamReader, idle: float) -> 'tuple[int, bytes]':
-        """Read the response head(s); the final one gets ``Connection: close``. Returns (status, bytes)."""
+    async def _response_head(reader: asyncio.StreamReader, method: str, idle: float,
+                             pooled: bool) -> 'tuple[int, bytes, tuple[str, int]]':
+        """Read the response head(s): (status, bytes for the client, body framing).
+
+        The final head gets ``Connection: close`` (one request per client connection).
+        Framing is ``("none", 0)``, ``("length", n)``, ``("chunked", 0)`` or ``("close", 0)``.
+        """
         out = b""
         deadline = time.monotonic() + idle
         while True:
             try:
                 raw = await _within(reader.readuntil(b"\r\n\r\n"), max(deadline - time.monotonic(), 0.001))
-            except asyncio.IncompleteReadError:
+            except asyncio.IncompleteReadError as exc:
+                if pooled and not out and not exc.partial:
+                    raise _Stale from None
                 raise _Refused(502, "upstream: closed the connection without a response", "error") from None
+            except (ConnectionError, ssl.SSLError) as exc:
+                if pooled and not out:
+                    raise _Stale from exc
+                raise
             except asyncio.LimitOverrunError:
                 raise _Refused(502, "upstream: response head too large", "error") from None
             lines = raw[:-4].split(b"\r\n")
@@ -367,8 +453,59 @@ class ReverseProxy:
             if 100 <= status < 200 and status != 101:
                 out += raw  # interim (103 Early Hints): relayed as is
                 continue
-            kept = [line for line in lines[1:] if line.split(b":", 1)[0].strip().lower() not in _RESPONSE_DROP]
-            return status, out + b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n"
+            fields = [(line.split(b":", 1)[0].strip().lower(), line.split(b":", 1)[-1].strip()) for line in lines[1:]]
+            kept = [line for line, (name, _) in zip(lines[1:], fields) if name not in _RESPONSE_DROP]
+            framing = _framing(status, method, parts[0], fields)
+            return status, out + b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n", framing
+
+
+def _framing(status: int, method: str, version: bytes, fields: 'list[tuple[bytes, bytes]]') -> 'tuple[str, int]':
+    """How the response body ends (RFC 9112 section 6.3); ``close`` also means "do not reuse"."""
+    tokens = {t.strip().lower() for name, v in fields if name == b"connection" for t in v.split(b",")}
+    reuse = version == b"HTTP/1.1" and b"close" not in tokens
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return ("none", 0) if reuse else ("close", 0)
+    te = [v for name, v in fields if name == b"transfer-encoding"]
+    if te:
+        return ("chunked", 0) if te[-1].lower().endswith(b"chunked") and reuse else ("close", 0)
+    lengths = {v for name, v in fields if name == b"content-length"}
+    if len(lengths) == 1:
+        value = lengths.pop()
+        if value.isdigit() and len(value) <= 18 and reuse:
+            return "length", int(value)
+    return "close", 0
+
+
+class _Stale(Exception):
+    """A pooled upstream connection turned out to be closed before answering."""
+
+
+class _Conn:
+    """An upstream connection: ``reader``/``writer``; ``reusable`` once a response ended cleanly."""
+
+    __slots__ = ("reader", "reusable", "since", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.reusable = False
+        self.since = 0.0
+
+    def alive(self) -> bool:
+        """Still open, and nothing (EOF, a close alert) waiting to be read."""
+        if self.writer.is_closing() or self.reader.at_eof():
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        import select
+
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        return not readable
+
+    def close(self) -> None:
+        self.reusable = False
+        self.writer.close()
 
 
 def _mask(data: bytes, secret: bytearray) -> bytes:

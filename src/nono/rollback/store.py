@@ -98,6 +98,7 @@ class SessionStore:
         self._known: set[str] = set()
         self._made: set[str] = set()
         self.written = 0  # objects this process added to the store
+        self._authoritative = False  # True when this process created the store: _known is then complete
 
     # -- creation ---------------------------------------------------------------
     def create(self) -> None:
@@ -105,6 +106,7 @@ class SessionStore:
         os.mkdir(self.dir, 0o700)
         for sub in ("objects", "snapshots", "changes"):
             os.mkdir(os.path.join(self.dir, sub), 0o700)
+        self._authoritative = True
 
     def exists(self) -> bool:
         return os.path.isfile(os.path.join(self.dir, SESSION_FILE))
@@ -151,12 +153,14 @@ class SessionStore:
 
     # -- objects ------------------------------------------------------------------
     def object_path(self, digest: str) -> str:
-        return os.path.join(self.objects, digest[:2], digest[2:])
+        return f"{self.objects}/{digest[:2]}/{digest[2:]}"
 
     def has_object(self, digest: str, size: int) -> bool:
         """Is ``digest`` stored, whole? (A size mismatch means a torn write: store it again.)"""
         if digest in self._known:
             return True
+        if self._authoritative:
+            return False
         try:
             ok = os.stat(self.object_path(digest)).st_size == size
         except OSError:
@@ -166,7 +170,7 @@ class SessionStore:
         return ok
 
     def _subdir(self, digest: str) -> str:
-        sub = os.path.join(self.objects, digest[:2])
+        sub = f"{self.objects}/{digest[:2]}"
         if sub not in self._made:
             try:
                 os.mkdir(sub, 0o700)
@@ -177,7 +181,7 @@ class SessionStore:
 
     def new_temp(self) -> 'tuple[str, int]':
         """An open temporary file inside objects/ (commit it with :meth:`commit_temp`)."""
-        path = os.path.join(self.objects, _fs.tmp_name("obj"))
+        path = f"{self.objects}/{_fs.tmp_name('obj')}"
         return path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
 
     def commit_temp(self, tmp: str, digest: str, size: int) -> None:
@@ -186,7 +190,7 @@ class SessionStore:
             os.unlink(tmp)
             return
         sub = self._subdir(digest)
-        os.rename(tmp, os.path.join(sub, digest[2:]))
+        os.rename(tmp, f"{sub}/{digest[2:]}")
         self._known.add(digest)
         self.written += 1
 
