@@ -229,7 +229,7 @@ def run(
     key, entry = _pool.entry_for(policy, exe)
     child_env = sanitize_env(os.environ if env is None else env, policy.env_set, policy.env_allow, policy.env_deny)
     if entry.proxy is not None:
-        child_env.update(entry.proxy.env())
+        child_env = entry.proxy.env(child_env)
     to_close: list[int] = []
     ours: dict[str, int] = {}
     try:
@@ -444,7 +444,11 @@ class Sandbox:
             prep.close()
         os.environ["NONO_CAP_FILE"] = cap
         if proxy is not None:
-            os.environ.update(proxy.env())  # this process's HTTP clients, and its children, use the proxy
+            # This process's HTTP clients, and its children, use the proxy (and phantom tokens).
+            wanted = proxy.env(dict(os.environ))
+            for name in [k for k in os.environ if k not in wanted]:
+                del os.environ[name]
+            os.environ.update(wanted)
             Sandbox._proxies.append(proxy)
         Sandbox._applied.append(prep.status)
         return prep.status

@@ -47,7 +47,9 @@ class Recorded:
 class FakeUpstream:
     """HTTPS (or plain, ``tls=False``) server in a loop thread; ``ca_file`` is its CA's PEM."""
 
-    def __init__(self, tmp: Path, tls: bool = True, hostname: str = HOST) -> None:
+    def __init__(self, tmp: Path, tls: bool = True, hostname: str = HOST, keepalive: bool = False) -> None:
+        self.keepalive = keepalive
+        self.connections = 0
         self.requests: list[Recorded] = []
         self.gate = threading.Event()
         self.ca = trustme.CA()
@@ -78,34 +80,40 @@ class FakeUpstream:
         return Recorded(head[:-4], body)
 
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            rec = await self._read(reader)
-            self.requests.append(rec)
-            path = rec.target
-            if path.startswith("/sse") or "/sse" in path:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-                writer.write(b"9\r\ndata: 1\n\n\r\n")
-                await writer.drain()
-                await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, TIMEOUT)
-                writer.write(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")
-            elif "/chunked" in path:
-                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                for part in (b"one,", b"two,", b"three"):
-                    writer.write(b"%x\r\n%s\r\n" % (len(part), part))
-                    await writer.drain()
-                writer.write(b"0\r\n\r\n")
-            elif "/echo" in path:
-                body = f"auth={rec.header('authorization')} key={rec.header('x-api-key')}".encode()
-                writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            else:
-                body = b'{"ok": true}'
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nKeep-Alive: timeout=5\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-            await writer.drain()
+            while await self._one(reader, writer) and self.keepalive:
+                pass
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ssl.SSLError, ValueError):
             pass
         finally:
             writer.close()
+
+    async def _one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        rec = await self._read(reader)
+        self.requests.append(rec)
+        path = rec.target
+        if path.startswith("/sse") or "/sse" in path:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            writer.write(b"9\r\ndata: 1\n\n\r\n")
+            await writer.drain()
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, TIMEOUT)
+            writer.write(b"9\r\ndata: 2\n\n\r\n0\r\n\r\n")
+        elif "/chunked" in path:
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for part in (b"one,", b"two,", b"three"):
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        elif "/echo" in path:
+            body = f"auth={rec.header('authorization')} key={rec.header('x-api-key')}".encode()
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        else:
+            body = b'{"ok": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nKeep-Alive: timeout=5\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        return b"connection: close" not in rec.head.lower()
 
     def stop(self) -> None:
         async def close() -> None:

@@ -293,3 +293,28 @@ def test_basic_auth_mode_and_git_style_challenge(upstream: FakeUpstream) -> None
 def test_route_repr_hides_secret_and_phantom(upstream: FakeUpstream) -> None:
     s = settings(upstream)
     assert SECRET not in repr(s) and PHANTOM not in repr(s)
+
+
+# -- upstream keep-alive -------------------------------------------------------------------
+def test_upstream_connections_are_reused(tmp_path: Path) -> None:
+    up = FakeUpstream(tmp_path, keepalive=True)
+    try:
+        with ProxyThread(settings(up)) as proxy:
+            answers = [split(http(proxy.port, req("/openai/models", bearer())))[0] for _ in range(3)]
+            answers.append(split(http(proxy.port, req("/openai/chunked", bearer())))[0])
+            answers.append(split(http(proxy.port, req("/openai/models", bearer(), "POST", b"{}")))[0])
+        assert answers == [200] * 5
+        assert up.connections == 1 and len(up.requests) == 5
+        assert all(r.header("connection") is None for r in up.requests)
+    finally:
+        up.stop()
+
+
+def test_a_pooled_connection_closed_by_the_server_is_replaced(upstream: FakeUpstream) -> None:
+    # this upstream closes after every response without saying so: the pooled connection is stale
+    with ProxyThread(settings(upstream)) as proxy:
+        statuses = []
+        for _ in range(4):
+            statuses.append(split(http(proxy.port, req("/openai/models", bearer())))[0])
+            statuses.append(split(http(proxy.port, req("/openai/models", bearer(), "POST", b'{"x": 1}')))[0])
+    assert statuses == [200] * 8

@@ -32,6 +32,7 @@ Commands:
   wrap     apply the sandbox to nono itself, then exec PROGRAM (no supervisor)
   why      explain whether a path or host is allowed, and which flag would allow it
   profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
+  credential  store API keys in the system keyring for --credential (set|list|remove)
   setup    check what this machine can enforce (attacks a throw-away sandbox)
 
 Examples:
@@ -148,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             if pos:
                 raise A.UsageError(f"unexpected argument '{pos[0]}' for 'nono setup'")
             return cmd_setup(opts)
+        if command == "credential":
+            from .credential import cmd_credential
+
+            return cmd_credential([a for a in rest if a != "--silent"])
         if command in ("profile", "profiles", "policy"):
             from .profile import cmd_profile
 
@@ -209,7 +214,8 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
         if opts.get(dest) == "":
             raise A.UsageError(f"{flag} got an empty value (an unset shell variable?)")
     proxy_flags = [f for f, d in (("--network-profile", "network_profile"), ("--allow-domain", "allow_domain"),
-                                  ("--upstream-proxy", "upstream_proxy")) if opts.get(d)]
+                                  ("--upstream-proxy", "upstream_proxy"), ("--credential", "credential"),
+                                  ("--allow-endpoint", "allow_endpoint")) if opts.get(d)]
     if opts.get("block_net") and proxy_flags:
         raise A.UsageError(f"--block-net and {', '.join(proxy_flags)} are contradictory: block everything, or filter")
     if opts.get("allow_net"):
@@ -222,6 +228,12 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
     if opts.get("network_profile") or opts.get("allow_domain"):
         policy = policy.allow_network(list(opts.get("allow_domain") or ()),  # type: ignore[call-overload]
                                       profile=str(opts["network_profile"]) if opts.get("network_profile") else None)
+    if opts.get("credential") or opts.get("env_credential") or opts.get("allow_endpoint"):
+        if opts.get("allow_endpoint") and not (opts.get("credential") or policy.credentials):
+            raise A.UsageError("--allow-endpoint needs a matching --credential SERVICE")
+        policy = policy.use_credentials(*list(opts.get("credential") or ()),  # type: ignore[call-overload]
+                                        endpoints=list(opts.get("allow_endpoint") or ()),  # type: ignore[call-overload]
+                                        env=list(opts.get("env_credential") or ()))  # type: ignore[call-overload]
     if opts.get("upstream_proxy"):
         if policy.network != "proxy":
             raise A.UsageError("--upstream-proxy needs a filtered network (--network-profile or --allow-domain)")
@@ -341,15 +353,21 @@ def _run_like(command: str, rest: list[str]) -> int:
     proxy = None
     if plan.network == "proxy":
         if command == "wrap":
-            raise A.UsageError("a filtered network (--network-profile, --allow-domain, or a profile's network rules) "
-                               "needs nono's proxy and supervisor: use 'nono run' instead of 'nono wrap'")
+            raise A.UsageError("a filtered network (--network-profile, --allow-domain, --credential, or a profile's "
+                               "network rules) needs nono's proxy and supervisor: use 'nono run' instead of 'nono wrap'")
         from ..sandbox import network as _net
 
         if opts["dry_run"]:
             _net.settings(policy)  # validate, start nothing
+            creds = _net.credential_plan(policy)
         else:
             proxy = _net.start(policy)
             plan.proxy_port = proxy.port
+            creds = proxy.credentials
+        if creds is not None:
+            plan.proxy_hosts += [h for h in creds.allow_hosts if h not in plan.proxy_hosts]
+            for line in creds.describe():
+                out.err(f"[nono] credential {line}")
     try:
         return _launch(command, opts, out, capabilities, plan, policy, exe, program, skipped, pty, proxy)
     finally:
@@ -390,7 +408,7 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     fill_capfile(cap_fd, plan, prep.status)
     env["NONO_CAP_FILE"] = cap_path
     if proxy is not None:
-        env.update(proxy.env())
+        env = proxy.env(env)
     if command == "wrap":
         return _wrap(prep, exe, program, env)
     from ..sandbox import supervisor

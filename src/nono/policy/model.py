@@ -53,7 +53,8 @@ class Policy:
     absolute when the method is called.
     """
 
-    __slots__ = ("bind_ports", "bypass", "connect_ports", "denies", "deny_private", "env_allow", "env_deny", "env_set",
+    __slots__ = ("bind_ports", "bypass", "connect_ports", "credentials", "custom_credentials", "denies", "deny_private",
+                 "endpoint_rules", "env_allow", "env_credentials", "env_deny", "env_set",
                  "grants", "groups", "loopback_ports", "network", "network_profiles", "proxy_allow", "proxy_port", "unix_sockets",
                  "upstream_bypass", "upstream_proxy")
 
@@ -79,6 +80,11 @@ class Policy:
         self.upstream_proxy: str | None = None
         self.upstream_bypass: tuple[str, ...] = ()
         self.proxy_port = 0
+        # Credentials injected by the proxy (the program sees phantom tokens).
+        self.credentials: tuple[str, ...] = ()  # service names, or NAME=SOURCE
+        self.custom_credentials: tuple[tuple[str, str], ...] = ()  # (name, route as JSON)
+        self.endpoint_rules: tuple[str, ...] = ()  # SERVICE:METHOD:/path
+        self.env_credentials: tuple[str, ...] = ()  # real secrets put in the environment (weaker)
 
     @classmethod
     def from_profile(cls, name: str, *, workdir: 'str | None' = None, allow_unfiltered_network: bool = False) -> 'Policy':
@@ -179,7 +185,7 @@ class Policy:
     def allow_all_network(self) -> 'Policy':
         """Unrestricted network (the default): undoes :meth:`block_network`, filtering and port restrictions."""
         return self._copy(network="allow", connect_ports=(), bind_ports=(), loopback_ports=(), network_profiles=(),
-                          proxy_allow=())
+                          proxy_allow=(), credentials=(), custom_credentials=(), endpoint_rules=())
 
     def allow_network(self, hosts: 'Iterable[object]' = (), *, profile: 'str | None' = None) -> 'Policy':
         """Network only through nono's filtering proxy, to these hosts (and a network profile's).
@@ -196,6 +202,33 @@ class Policy:
         profiles = self.network_profiles + ((profile,) if profile and profile not in self.network_profiles else ())
         return self._copy(network="proxy", proxy_allow=self.proxy_allow + new_hosts, network_profiles=profiles)
 
+    def use_credentials(self, *services: str, custom: 'dict[str, dict[str, object]] | None' = None,
+                        endpoints: 'Iterable[str]' = (), env: 'Iterable[str]' = ()) -> 'Policy':
+        """Let the program use these services' credentials without ever seeing them.
+
+        ``services``: built-in names (``openai``, ``anthropic``, ``gemini``,
+        ``github``, ``gitlab``) or ``NAME=SOURCE`` (``openai=env://MY_KEY``,
+        ``keyring://...``, ``file:///...``, ``op://...``); ``custom``: routes
+        like a profile's ``network.custom_credentials``; ``endpoints``:
+        ``SERVICE:METHOD:/path/**`` rules. The program gets a phantom token and a
+        base URL on nono's proxy, which swaps in the real secret on the way to
+        the service. Implies a filtered network. ``env``: services whose real
+        secret goes into the environment instead (weaker: the program can read it).
+        """
+        import json
+
+        if self.network == "block":
+            from ..errors import PolicyError
+
+            raise PolicyError("credentials need the network (through nono's proxy), but this policy blocks it")
+        new_custom = tuple(sorted(dict(self.custom_credentials) | {k: json.dumps(v, sort_keys=True)
+                                                                   for k, v in (custom or {}).items()}.items()))
+        return self._copy(network="proxy",
+                          credentials=self.credentials + tuple(s for s in services if s not in self.credentials),
+                          custom_credentials=new_custom,
+                          endpoint_rules=self.endpoint_rules + tuple(endpoints),
+                          env_credentials=self.env_credentials + tuple(env))
+
     def with_proxy_port(self, port: int) -> 'Policy':
         """Run the filtering proxy on this loopback port instead of an ephemeral one."""
         return self._copy(proxy_port=_port(port))
@@ -210,7 +243,8 @@ class Policy:
 
     def block_network(self) -> 'Policy':
         """No outbound or inbound network, except ports you open explicitly (drops any host filtering)."""
-        return self._copy(network="block", network_profiles=(), proxy_allow=())
+        return self._copy(network="block", network_profiles=(), proxy_allow=(), credentials=(), custom_credentials=(),
+                          endpoint_rules=())
 
     def allow_connect_port(self, *ports: int) -> 'Policy':
         """Outbound TCP to these ports (any host). Implies a restricted network."""

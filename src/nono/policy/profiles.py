@@ -74,8 +74,6 @@ _NOT_ENFORCED = {
     "session_hooks": "session hooks are not available yet",
     "open_urls": "opening URLs from the sandbox is not available",
     "rollback": "rollback settings take effect with the rollback feature (not available yet)",
-    "network.credentials": "credential injection is not available yet: the agent's requests go out without a key",
-    "network.custom_credentials": "credential injection is not available yet",
     "network.tls_intercept": "TLS interception is not available yet",
     "filesystem.unix_socket_bind": "use --allow-unix-socket; binding named sockets is mediated automatically",
     "filesystem.unix_socket_dir": "not available yet; name each socket in filesystem.unix_socket",
@@ -442,6 +440,9 @@ class ResolvedProfile:
             policy = policy.allow_all_network()
         elif self.needs_proxy():
             policy = policy.allow_network(list(net.get("allow_domain") or ()), profile=net.get("network_profile") or None)
+            if net.get("credentials") or net.get("custom_credentials"):
+                policy = policy.use_credentials(*list(net.get("credentials") or ()),
+                                                custom=dict(net.get("custom_credentials") or {}))
             if net.get("upstream_proxy"):
                 policy = policy.use_upstream_proxy(str(net["upstream_proxy"]), list(net.get("upstream_bypass") or ()))
         for p in net.get("connect_port", ()):

@@ -10,6 +10,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..credentials.session import CredentialPlan
     from ..policy.model import Policy
     from ..proxy.process import ProxyHandle
     from ..proxy.rules import ProxySettings
@@ -53,11 +54,59 @@ def settings(policy: 'Policy') -> 'ProxySettings':
     return result
 
 
-def start(policy: 'Policy') -> 'ProxyHandle':
+class NetworkSession:
+    """The running proxy of one sandbox (and its credential routes): port, environment, stop."""
+
+    def __init__(self, handle: 'ProxyHandle', credentials: 'CredentialPlan | None') -> None:
+        self.handle = handle
+        self.credentials = credentials
+
+    @property
+    def port(self) -> int:
+        return self.handle.port
+
+    def env(self, base: 'dict[str, str]') -> 'dict[str, str]':
+        """``base`` without the variables secrets were read from, plus the proxy's and the phantoms' variables."""
+        out = dict(base)
+        if self.credentials is not None:
+            for name in self.credentials.unset_env:
+                out.pop(name, None)
+        out.update(self.handle.env())
+        if self.credentials is not None:
+            out.update(self.credentials.child_env(self.handle.port))
+        return out
+
+    def stop(self) -> 'list[dict[str, object]]':
+        return self.handle.stop()
+
+
+def credential_plan(policy: 'Policy') -> 'CredentialPlan | None':
+    """Load the policy's credentials (real secrets, in this process) and make their phantoms."""
+    if not policy.credentials and not policy.env_credentials:
+        return None
+    import json
+
+    from ..credentials import session
+
+    custom = {name: json.loads(route) for name, route in policy.custom_credentials}
+    return session.prepare(list(policy.credentials), custom, list(policy.endpoint_rules),
+                           env_credentials=list(policy.env_credentials))
+
+
+def start(policy: 'Policy') -> NetworkSession:
     """Start the proxy process for ``policy`` (before the sandboxed program starts)."""
     from ..proxy import process
 
-    return process.start(settings(policy))
+    creds = credential_plan(policy)
+    base = settings(policy)
+    if creds is not None:
+        base.allow = list(base.allow) + [h for h in creds.allow_hosts if h not in base.allow]
+        base.routes = creds.routes
+        base.compile()
+    handle = process.start(base)
+    if creds is not None:
+        creds.wipe()  # the proxy process has them; this one keeps only the phantoms
+    return NetworkSession(handle, creds)
 
 
 def summary(events: 'list[dict[str, object]]') -> list[str]:
