@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _help(command: str) -> str:
     if command in _WHAT:
-        flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
+        from .isolation_flags import ISOLATION_FLAGS
+
+        flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + (ISOLATION_FLAGS if command != "wrap" else ())
         return _RUN_HELP.format(cmd=command, what=_WHAT[command], options=A.format_flags(flags))
     if command == "why":
         return _WHY_HELP.format(options=A.format_flags(A.WHY_FLAGS))
@@ -206,6 +208,7 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
             out.warn(f"profile {resolved.label}: '{old}' is deprecated" + (f", use '{new}'" if new else ""))
         for note in resolved.not_enforced():
             out.warn(note)
+        _profile_limits(opts, resolved.section("resources"), resolved.data.get("isolate"))
         if resolved.workdir_access != "none":
             cwd_access = resolved.workdir_access
     else:
@@ -284,6 +287,16 @@ def policy_from_options(opts: dict[str, object], out: 'Out', *, ask_cwd: bool) -
     return policy
 
 
+def _profile_limits(opts: 'dict[str, object]', resources: 'dict[str, object]', isolate: object) -> None:
+    """A profile's ``resources`` and ``isolate`` fill the matching flags the command line left unset."""
+    for key in ("memory", "cpus", "max_processes", "timeout"):
+        value = resources.get(key)
+        if value is not None and not opts.get(key):
+            opts[key] = str(value) if key != "max_processes" else value
+    if isinstance(isolate, list) and isolate and not opts.get("isolate"):
+        opts["isolate"] = [str(i) for i in isolate]
+
+
 class Out:
     """Where nono's own messages go (stderr); ``--silent`` turns all of it off."""
 
@@ -309,9 +322,12 @@ def _interactive() -> bool:
 def _run_like(command: str, rest: list[str]) -> int:
     from ..policy.model import READ, READWRITE, Grant
     from ..sandbox.plan import build_plan, interpreter_paths, which
+    from .isolation_flags import ISOLATION_FLAGS, wanted
 
-    flags = A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS
+    flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + ISOLATION_FLAGS
     opts, program = A.parse(command, flags, rest, trailing=True)
+    if command == "wrap" and wanted(opts):
+        raise A.UsageError("--memory, --cpus, --max-processes, --timeout and --isolate need 'nono run' (a supervisor)")
     out = Out(silent=bool(opts["silent"]), verbose=int(opts["verbose"]))  # type: ignore[call-overload]
     if out.silent:
         def capabilities(_out: 'Out', _plan: 'Plan', _prep: 'Prepared | None', _version: str, /) -> None:
@@ -329,6 +345,8 @@ def _run_like(command: str, rest: list[str]) -> int:
         sys.stderr.write(f"nono: Command execution failed: {program[0]}: command not found\n")
         return 127
     policy = policy_from_options(opts, out, ask_cwd=True)
+    if command == "wrap" and wanted(opts):
+        raise A.UsageError("the profile sets resource limits or namespaces, which need 'nono run' (a supervisor)")
     # Where nono and its interpreter load code from: readable inside (so `nono why
     # --self` works there), and never writable (see interpreter_paths).
     code_paths = interpreter_paths()
@@ -368,8 +386,18 @@ def _run_like(command: str, rest: list[str]) -> int:
             plan.proxy_hosts += [h for h in creds.allow_hosts if h not in plan.proxy_hosts]
             for line in creds.describe():
                 out.err(f"[nono] credential {line}")
+    iso = None
+    if wanted(opts):  # no import unless an isolation or limit flag was given
+        from ..sandbox import isolation
+
+        try:
+            iso = isolation.from_options(opts)
+        except ValueError as exc:
+            raise A.UsageError(str(exc)) from None
+        if iso is not None:
+            iso.check(plan)
     try:
-        return _launch(command, opts, out, capabilities, plan, policy, exe, program, skipped, pty, proxy)
+        return _launch(command, opts, out, capabilities, plan, policy, exe, program, skipped, pty, proxy, iso)
     finally:
         if proxy is not None:
             _report_network(out, proxy.stop())
@@ -388,7 +416,7 @@ def _report_network(out: 'Out', events: 'list[dict[str, object]]') -> None:
 
 
 def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: 'Any', plan: 'Plan', policy: 'Policy',
-            exe: str, program: list[str], skipped: list[str], pty: 'Any', proxy: 'Any') -> int:
+            exe: str, program: list[str], skipped: list[str], pty: 'Any', proxy: 'Any', iso: 'Any' = None) -> int:
     from ..policy.groups import sanitize_env
     from ..sandbox.apply import Prepared, fill_capfile, reserve_capfile
 
@@ -401,6 +429,10 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
         return 0
     cap_path, cap_fd = reserve_capfile(plan)
     prep = Prepared(plan)
+    if iso is not None:
+        prep.status.update(iso.status())
+        for line in iso.notes():
+            out.err(line)
     capabilities(out, plan, prep, _v())
     if skipped:
         out.warn("some requested sandbox grants were skipped because the path does not exist:\n  " + "\n  ".join(skipped))
@@ -416,7 +448,7 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     try:
         try:
             code = supervisor.run(prep, exe, program, env, pty=pty,
-                                  on_exit=None if proxy is None else (lambda: proxy.stop()))
+                                  on_exit=None if proxy is None else (lambda: proxy.stop()), isolation=iso)
         except supervisor.ChildFailure as exc:
             if exc.exit_code == 126:
                 sys.stderr.write(f"nono: failed to apply sandbox in supervised child: {exc.message}\n")

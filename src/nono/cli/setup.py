@@ -77,11 +77,18 @@ def cmd_setup(opts: dict[str, object]) -> int:
     lines.append(f"[3/3] {len(CLASSES) - len(opened)} of {len(CLASSES)} bypass classes closed on this host.")
     if opened:
         lines.append("  OPEN: " + ", ".join(opened))
+    from ..sandbox import limits
+
+    host = limits.describe_host()
+    lines.append("Isolation and limits this host offers (--isolate, --memory, --cpus, --max-processes, --timeout):")
+    lines += [f"  * {line}" for line in host]
+    lines.append("Network filtering (--network-profile, --allow-domain) and credentials (--credential): "
+                 f"proxy-only egress {'enforced (Landlock TCP + mediator)' if abi >= 4 else 'NOT available (needs Landlock ABI 4)'}")
     if as_json:
         out.write(json.dumps({**info, "features": features,
                               "classes": {k: {"state": results.get(k, ("open", ""))[0], "detail": results.get(k, ("", ""))[1]}
                                           for k in CLASSES},
-                              "open": opened}, indent=2) + "\n")
+                              "open": opened, "isolation": host}, indent=2) + "\n")
     elif not opts.get("silent"):
         out.write("\n".join(lines) + "\n")
     return 1 if opened else 0

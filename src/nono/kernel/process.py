@@ -264,3 +264,55 @@ class EffectiveCapsDropped:
 
 _SYS_CAPGET = {"x86_64": 125, "aarch64": 90}.get(_MACHINE, -1)
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(_MACHINE, -1)
+
+
+# -- namespaces, mounts, resource limits (used by nono.sandbox.isolation / limits) --------
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
+RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_AS = 0, 1, 6, 7, 9
+RLIM_INFINITY = (1 << 64) - 1
+_SYS_UNSHARE = {"x86_64": 272, "aarch64": 97}.get(_MACHINE, -1)
+_SYS_MOUNT = {"x86_64": 165, "aarch64": 40}.get(_MACHINE, -1)
+_SYS_PRLIMIT64 = {"x86_64": 302, "aarch64": 261}.get(_MACHINE, -1)
+
+
+def unshare(flags: int) -> None:
+    """``unshare(2)``: move the calling (single-threaded) process into new namespaces."""
+    try:
+        _ffi.syscall(_SYS_UNSHARE, flags)
+    except OSError as exc:
+        raise KernelError(f"unshare failed: {exc.strerror}", syscall="unshare", errno=exc.errno or 0) from exc
+
+
+def mount(source: bytes | None, target: bytes, fstype: bytes | None, flags: int) -> None:
+    """``mount(2)`` without data."""
+    try:
+        _ffi.syscall(_SYS_MOUNT, source, target, fstype, flags, None)
+    except OSError as exc:
+        raise KernelError(f"mount {target.decode(errors='replace')} failed: {exc.strerror}", syscall="mount",
+                          errno=exc.errno or 0) from exc
+
+
+def get_rlimit(resource: int) -> tuple[int, int]:
+    """(soft, hard) for ``resource`` of this process; ``RLIM_INFINITY`` for unlimited."""
+    buf = _ffi.Buffer(16)
+    _ffi.syscall(_SYS_PRLIMIT64, 0, resource, None, buf.address)
+    raw = buf.raw()
+    return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+
+
+def set_rlimit(resource: int, value: int) -> None:
+    """Lower both the soft and the hard limit of ``resource`` to ``value`` (never raises a limit)."""
+    _soft, hard = get_rlimit(resource)
+    value = min(value, hard)
+    try:
+        _ffi.syscall(_SYS_PRLIMIT64, 0, resource, value.to_bytes(8, "little") * 2, None)
+    except OSError as exc:
+        raise KernelError(f"setrlimit({resource}) failed: {exc.strerror}", syscall="prlimit64",
+                          errno=exc.errno or 0) from exc

@@ -72,13 +72,15 @@ def _protections(abi: int, plan: 'Plan', mediate: bool, drop_caps: bool) -> tupl
     return status, missing
 
 
-def enter(prep: 'Prepared', *, handoff: tuple[int, int] | None, parent_pid: int = 0) -> None:
+def enter(prep: 'Prepared', *, handoff: tuple[int, int] | None, parent_pid: int = 0, host_pid: int = 0) -> None:
     """Apply ``prep`` to the calling process (must be single-threaded). Irreversible.
 
     ``handoff`` is ``(report_w, ack_r)``: the listener fd number is written to
     ``report_w`` as ``L<fd>\\n`` and we block until one byte arrives on
     ``ack_r`` (the mediator has taken its copy with ``pidfd_getfd``).
     ``parent_pid``: die with SIGKILL if that process (the supervisor) dies.
+    ``host_pid``: we are not the supervisor's child but PID 1 of a PID namespace;
+    the line becomes ``L<fd> <host_pid>`` so the supervisor takes the listener from us.
     """
     if parent_pid:
         process.set_parent_death_signal(9)
@@ -94,7 +96,7 @@ def enter(prep: 'Prepared', *, handoff: tuple[int, int] | None, parent_pid: int 
             os.close(listener)
             return
         report_w, ack_r = handoff
-        os.write(report_w, b"L%d\n" % listener)
+        os.write(report_w, b"L%d %d\n" % (listener, host_pid) if host_pid else b"L%d\n" % listener)
         if os.read(ack_r, 1) != b"1":
             os.close(listener)
             raise OSError(5, "mediator did not take the seccomp listener")
