@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .api import CompletedProcess, Sandbox, run
     from .errors import KernelError, NonoError, PolicyError, SandboxError
     from .policy.model import Grant, Policy
+    from .rollback.api import Snapshots
 
 __all__ = [
     "CompletedProcess",
@@ -29,6 +30,7 @@ __all__ = [
     "PolicyError",
     "Sandbox",
     "SandboxError",
+    "Snapshots",
     "__version__",
     "run",
 ]
@@ -36,7 +38,7 @@ __all__ = [
 _LAZY = {
     "CompletedProcess": "api", "Sandbox": "api", "run": "api",
     "KernelError": "errors", "NonoError": "errors", "PolicyError": "errors", "SandboxError": "errors",
-    "Grant": "policy.model", "Policy": "policy.model",
+    "Grant": "policy.model", "Policy": "policy.model", "Snapshots": "rollback.api",
 }
 
 

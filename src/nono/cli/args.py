@@ -113,6 +113,21 @@ SETUP_FLAGS = (
     Flag("silent", ("-s", "--silent"), "bool", "print nothing", section=GEN),
 )
 
+RB = "Rollback"
+ROLLBACK_FLAGS = (
+    Flag("rollback", ("--rollback", "--snapshot"), "bool",
+         "snapshot what the program may write (your --allow/--write grants and the working directory) and offer "
+         "to put it back afterwards (nono rollback ...)", env="NONO_ROLLBACK", section=RB),
+    Flag("no_rollback", ("--no-rollback",), "bool", "no snapshots, even if NONO_ROLLBACK is set", section=RB),
+    Flag("no_rollback_prompt", ("--no-rollback-prompt",), "bool", "do not ask keep/roll back at the end", section=RB),
+    Flag("rollback_exclude", ("--rollback-exclude",), "list", "leave PATTERN out of snapshots (glob, repeatable)",
+         metavar="PATTERN", section=RB),
+    Flag("rollback_include", ("--rollback-include",), "list",
+         "snapshot DIR_NAME even though it is excluded by default (node_modules, .venv, target, ...)",
+         metavar="DIR_NAME", section=RB),
+    Flag("rollback_all", ("--rollback-all",), "bool", "no default exclusions (and no .gitignore)", section=RB),
+)
+
 SHELL_FLAGS = SANDBOX_FLAGS + (
     Flag("shell", ("--shell",), "str", "shell to start (default: $SHELL, else /bin/sh)", metavar="PATH", section=GEN),
 )

@@ -33,6 +33,8 @@ Commands:
   why      explain whether a path or host is allowed, and which flag would allow it
   profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
   credential  store API keys in the system keyring for --credential (set|list|remove)
+  rollback list, show, restore, verify and clean up snapshots taken with 'run --rollback'
+  session  diff | rollback: what the last --rollback session changed, and undo it
   setup    check what this machine can enforce (attacks a throw-away sandbox)
 
 Examples:
@@ -149,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             if pos:
                 raise A.UsageError(f"unexpected argument '{pos[0]}' for 'nono setup'")
             return cmd_setup(opts)
+        if command in ("rollback", "session"):
+            from . import rollback as _rb
+
+            argv_rb = [a for a in rest if a != "--silent"]
+            return _rb.cmd_rollback(argv_rb) if command == "rollback" else _rb.cmd_session(argv_rb)
         if command == "credential":
             from .credential import cmd_credential
 
@@ -179,7 +186,8 @@ def _help(command: str) -> str:
     if command in _WHAT:
         from .isolation_flags import ISOLATION_FLAGS
 
-        flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + (ISOLATION_FLAGS if command != "wrap" else ())
+        flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + (
+            ISOLATION_FLAGS + A.ROLLBACK_FLAGS if command != "wrap" else ())
         return _RUN_HELP.format(cmd=command, what=_WHAT[command], options=A.format_flags(flags))
     if command == "why":
         return _WHY_HELP.format(options=A.format_flags(A.WHY_FLAGS))
@@ -324,8 +332,10 @@ def _run_like(command: str, rest: list[str]) -> int:
     from ..sandbox.plan import build_plan, interpreter_paths, which
     from .isolation_flags import ISOLATION_FLAGS, wanted
 
-    flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + ISOLATION_FLAGS
+    flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + ISOLATION_FLAGS + A.ROLLBACK_FLAGS
     opts, program = A.parse(command, flags, rest, trailing=True)
+    if command == "wrap" and opts.get("rollback") and not opts.get("no_rollback"):
+        raise A.UsageError("--rollback needs 'nono run' (the supervisor takes the snapshots)")
     if command == "wrap" and wanted(opts):
         raise A.UsageError("--memory, --cpus, --max-processes, --timeout and --isolate need 'nono run' (a supervisor)")
     out = Out(silent=bool(opts["silent"]), verbose=int(opts["verbose"]))  # type: ignore[call-overload]
@@ -445,6 +455,8 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
         return _wrap(prep, exe, program, env)
     from ..sandbox import supervisor
 
+    rollback = _begin_rollback(opts, out, plan, program) if opts.get("rollback") and not opts.get("no_rollback") else None
+    code = 1
     try:
         try:
             code = supervisor.run(prep, exe, program, env, pty=pty,
@@ -454,16 +466,56 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
                 sys.stderr.write(f"nono: failed to apply sandbox in supervised child: {exc.message}\n")
             else:
                 sys.stderr.write(f"nono: Command execution failed: {exc.message}\n")
-            return exc.exit_code
+            code = exc.exit_code
+            return code
     finally:
         if pty is not None:
             pty.close()
+        if rollback is not None:
+            _finish_rollback(opts, out, rollback, code)
         prep.close()
         try:
             os.unlink(cap_path)
         except OSError:
             pass
     return code
+
+
+def _begin_rollback(opts: 'dict[str, object]', out: 'Out', plan: 'Plan', program: list[str]) -> 'Any':
+    """Baseline snapshot of what the program may write (grants you gave: flags, profile, cwd)."""
+    from ..rollback import session
+    from ..sandbox.plan import _is_user
+
+    tracked = [r.path for r in plan.rules.values() if r.access != "read" and _is_user(r.source)]
+    return session.begin(tracked, command=program, exclude=list(opts.get("rollback_exclude") or ()),  # type: ignore[call-overload]
+                         include=list(opts.get("rollback_include") or ()),  # type: ignore[call-overload]
+                         all_files=bool(opts.get("rollback_all")), out=out.err)
+
+
+def _finish_rollback(opts: 'dict[str, object]', out: 'Out', rollback: 'Any', code: int) -> None:
+    """Final snapshot and change summary; on a terminal, ask keep / roll back."""
+    summary = rollback.finish(code)
+    if not rollback.enabled:
+        return
+    out.err(summary.text())
+    if not summary or opts.get("no_rollback_prompt") or opts.get("silent") or not _interactive():
+        if summary:
+            out.err(f"[nono] to undo: nono rollback restore {summary.session_id}   (diff: nono session diff)")
+        return
+    sys.stderr.write("[nono] keep these changes? [K]eep / [r]oll back / [d]iff: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer in ("d", "diff"):
+        sys.stderr.write(summary.unified() + "\n[nono] keep these changes? [K]eep / [r]oll back: ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+    if answer in ("r", "roll back", "rollback"):
+        from ..rollback.restore import restore
+
+        result = restore(summary.session_id, 0, out=out.err)
+        out.err(result.text())
+    else:
+        out.err(f"[nono] kept; undo later with: nono rollback restore {summary.session_id}")
 
 
 def _wrap(prep: 'Prepared', exe: str, program: list[str], env: dict[str, str]) -> int:
