@@ -93,9 +93,10 @@ def dir_bytes(path: str) -> int:
 
 
 def object_bytes(path: str) -> int:
+    """Bytes of content objects (files below a directory named ``objects``)."""
     total = 0
     for dirpath, _d, names in os.walk(path):
-        if f"{os.sep}objects" in dirpath or "objects" in dirpath.split(os.sep)[-2:]:
+        if "objects" in dirpath.split(os.sep):
             for n in names:
                 try:
                     total += os.lstat(os.path.join(dirpath, n)).st_size
@@ -197,7 +198,6 @@ def bench_tree(label: str, tree: str, rounds: int, nonopy: str | None) -> dict[s
     samples: dict[str, list[dict[str, object]]] = {"nono": [], "nonopy": []}
     cp: list[float] = []
     kinds = ["nono", "cp"] + (["nonopy"] if nonopy else [])
-    subprocess.run(["cat"] + files[:0], check=False)
     for rnd in range(rounds):
         order = kinds[rnd % len(kinds):] + kinds[:rnd % len(kinds)]
         for kind in order:
@@ -269,7 +269,7 @@ def main() -> int:
     ap.add_argument("--real", default=sysconfig.get_paths()["purelib"], help="a real tree (default: site-packages)")
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--nonopy-python", default=NONOPY)
-    ap.add_argument("--workdir", default="/var/tmp", help="where the trees and stores go (same filesystem)")
+    ap.add_argument("--workdir", default=tempfile.gettempdir(), help="where the trees and stores go (same filesystem)")
     ap.add_argument("--worker", choices=["nono", "nonopy"], help=argparse.SUPPRESS)
     ap.add_argument("--tree", help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 
 import os
 
-from .manifest import DATA, MODE, SIZE, TYPE, same_content
+from .manifest import DATA, MODE, SIZE, TYPE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,14 +46,17 @@ class Change:
 def compute(old: 'dict[str, list[Any]]', new: 'dict[str, list[Any]]') -> list[Change]:
     """Changes from ``old`` to ``new`` entries, sorted by path."""
     out = []
-    for path in sorted(old.keys() | new.keys()):
-        a, b = old.get(path), new.get(path)
+    get = old.get
+    for path, b in new.items():
+        a = get(path)
         if a is None:
             out.append(Change(path, CREATED, None, b))
-        elif b is None:
-            out.append(Change(path, DELETED, a, None))
-        elif not same_content(a, b):
+        elif a[DATA] != b[DATA] or a[MODE] != b[MODE] or a[TYPE] != b[TYPE]:
             out.append(Change(path, MODIFIED, a, b))
+    created = sum(1 for c in out if c.kind == CREATED)
+    if len(old) + created != len(new):  # some old paths are gone
+        out.extend(Change(p, DELETED, a, None) for p, a in old.items() if p not in new)
+    out.sort(key=lambda c: c.path)
     return out
 
 

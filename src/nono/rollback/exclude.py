@@ -138,7 +138,7 @@ class Filter:
     def __init__(self, *, exclude: 'Iterable[str]' = (), include: 'Iterable[str]' = (), all_files: bool = False,
                  never: 'Iterable[str]' = ()) -> None:
         self.all_files = all_files
-        self.never = tuple(os.path.abspath(p) for p in never)
+        self.never = frozenset(os.path.abspath(p) for p in never)
         self.include = frozenset(include)
         ex = list(exclude)
         self.ex_substr = tuple(p for p in ex if "/" in p)
@@ -151,6 +151,14 @@ class Filter:
 
             self._ex_glob = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs), re.DOTALL).match
 
+    @property
+    def checks_files(self) -> bool:
+        """Do any rules apply to files (not only directories) without a .gitignore?"""
+        return bool(self.ex_names or self.ex_substr or self._ex_glob is not None)
+
+    def inside_never(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.never)
+
     def describe(self) -> 'dict[str, object]':
         return {"exclude": sorted(self.ex_names) + list(self.ex_substr) + (["<globs>"] if self._ex_glob else []),
                 "include": sorted(self.include), "all": self.all_files, "gitignore": not self.all_files}
@@ -158,7 +166,7 @@ class Filter:
     def excluded(self, path: str, name: str, is_dir: bool, parent_name: str,
                  ignores: 'tuple[GitIgnore, ...]') -> bool:
         """Should the entry ``path`` (named ``name``, inside a directory named ``parent_name``) be skipped?"""
-        if self.never and any(path == p or path.startswith(p + "/") for p in self.never):
+        if is_dir and path in self.never:  # files are only reached through their directories
             return True
         if name in self.ex_names or (self._ex_glob is not None and self._ex_glob(name)):
             return True

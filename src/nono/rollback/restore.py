@@ -115,11 +115,13 @@ def _depth(path: str) -> int:
 
 
 def plan(trans: 'dict[str, tuple[list[Any] | None, list[Any] | None]]') -> list[Action]:
-    """Ordered steps: removals (deepest first), directories, contents, then directory modes."""
+    """Ordered steps: removals (deepest first), directories (writable ones get their mode now),
+    contents, then the modes of read-only directories (deepest first)."""
     unlink: list[Action] = []
     rmdir: list[Action] = []
     mkdir: list[Action] = []
     write: list[Action] = []
+    early: list[Action] = []
     dirmode: list[Action] = []
     for path, (t, c) in trans.items():
         if c is not None and (t is None or t[TYPE] != c[TYPE]):
@@ -130,7 +132,8 @@ def plan(trans: 'dict[str, tuple[list[Any] | None, list[Any] | None]]') -> list[
         if t[TYPE] == "d":
             if c is None:
                 mkdir.append(Action("mkdir", path, t, c))
-            dirmode.append(Action("chmod", path, t, c))
+            # writable again before its files are written; read-only only once they are
+            (early if t[MODE] & 0o200 else dirmode).append(Action("chmod", path, t, c))
         elif c is not None and t[DATA] == c[DATA] and t[TYPE] == c[TYPE]:
             if t[TYPE] == "f":
                 write.append(Action("chmod", path, t, c))
@@ -140,8 +143,9 @@ def plan(trans: 'dict[str, tuple[list[Any] | None, list[Any] | None]]') -> list[
     rmdir.sort(key=lambda a: (-_depth(a.path), a.path))
     mkdir.sort(key=lambda a: (_depth(a.path), a.path))
     write.sort(key=lambda a: a.path)
+    early.sort(key=lambda a: (_depth(a.path), a.path))
     dirmode.sort(key=lambda a: (-_depth(a.path), a.path))
-    return unlink + rmdir + mkdir + write + dirmode
+    return unlink + rmdir + mkdir + early + write + dirmode
 
 
 def _plan_digest(actions: list[Action]) -> str:
@@ -187,10 +191,9 @@ class _Dirs:
         if fd is not None:
             return fd
         if d == root:
-            fd = self.fds[d] = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            return fd
+            return self._root_fd(root, create)
         up, name = os.path.split(d)
-        pfd = self._open_inside(root, up, create=create) if up != root else self._root_fd(root, create)
+        pfd = self._open_inside(root, up, create=create)
         flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             fd = os.open(name, flags, dir_fd=pfd)
@@ -264,9 +267,23 @@ def _matches(pfd: int, name: str, st: 'os.stat_result', e: 'list[Any]', *, exact
 
 # -- the steps ------------------------------------------------------------------------
 class _Runner:
-    def __init__(self, store: SessionStore, dirs: _Dirs, result: RestoreResult) -> None:
-        self.store, self.dirs, self.result = store, dirs, result
+    def __init__(self, store: SessionStore, dirs: _Dirs, result: RestoreResult, journal: int) -> None:
+        self.store, self.dirs, self.result, self.journal = store, dirs, result, journal
         self.root = os.geteuid() == 0
+
+    def note_temp(self, path: str) -> None:
+        """Journal a temporary file before creating it, so a re-run after a crash removes it."""
+        os.write(self.journal, (_jsonlite.dumps_compact({"tmp": path}) + "\n").encode())
+
+    def remove_temps(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                pfd, name = self.dirs.parent(path, create=False)
+                st = _lstat(pfd, name)
+                if st is not None and not stat.S_ISDIR(st.st_mode) and name.endswith(".tmp"):
+                    os.unlink(name, dir_fd=pfd)
+            except OSError:
+                pass
 
     def step(self, a: Action) -> None:
         getattr(self, "_" + a.op)(a)
@@ -355,6 +372,7 @@ class _Runner:
             if stat.S_ISREG(st.st_mode) and (cur is None or not _matches(pfd, name, st, cur, exact_mode=False)):
                 self._save_unrecorded(pfd, name, a.path)
         tmp = _fs.tmp_name(name if len(name) < 100 else "restore")
+        self.note_temp(os.path.join(os.path.dirname(a.path), tmp))
         if t[TYPE] == "l":
             os.symlink(t[DATA], tmp, dir_fd=pfd)
             if self.root:
@@ -454,10 +472,12 @@ def _run(store: SessionStore, roots: list[str], actions: list[Action], result: R
     digest = _plan_digest(actions)
     jpath = os.path.join(store.dir, JOURNAL)
     done: set[int] = set()
+    temps: list[str] = []
     try:
         with open(jpath, encoding="utf-8") as f:
             lines = f.read().splitlines()
         head = _jsonlite.loads(lines[0]) if lines else {}
+        temps = [str(_jsonlite.loads(x)["tmp"]) for x in lines[1:] if x.startswith("{")]
         if head.get("plan") == digest:
             done = {int(x) for x in lines[1:] if x.isdigit()}
             result.resumed = len(done)
@@ -470,9 +490,10 @@ def _run(store: SessionStore, roots: list[str], actions: list[Action], result: R
         _fs.atomic_write(jpath, (_jsonlite.dumps_compact(head) + "\n").encode())
     delay = float(os.environ.get(_DELAY_ENV) or 0)
     dirs = _Dirs(roots)
-    runner = _Runner(store, dirs, result)
     jfd = os.open(jpath, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    runner = _Runner(store, dirs, result, jfd)
     try:
+        runner.remove_temps(temps)
         for i, a in enumerate(actions):
             if i in done:
                 continue

@@ -13,7 +13,7 @@ import time
 
 from . import _fs
 from .exclude import Filter, GitIgnore
-from .manifest import CTIME, DATA, INO, MTIME, SIZE, TYPE, Manifest
+from .manifest import CTIME, INO, MTIME, SIZE, TYPE, Manifest
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -75,6 +75,7 @@ def walk(roots: list[str], filt: Filter, budget: Budget) -> 'tuple[list[tuple[st
     """Every kept entry as ``(path, lstat, type)``; also the number of unreadable directories."""
     found: list[tuple[str, os.stat_result, str]] = []
     files = total = unreadable = 0
+    check_files = filt.checks_files
     for root in roots:
         try:
             st = os.lstat(root)
@@ -105,7 +106,7 @@ def walk(roots: list[str], filt: Filter, budget: Budget) -> 'tuple[list[tuple[st
                         continue
                     mode = st.st_mode
                     is_dir = stat.S_ISDIR(mode)
-                    if filt.excluded(de.path, de.name, is_dir, parent_name, ignores):
+                    if (is_dir or check_files or ignores) and filt.excluded(de.path, de.name, is_dir, parent_name, ignores):
                         continue
                     if is_dir:
                         found.append((de.path, st, "d"))
@@ -197,7 +198,7 @@ def take(roots: list[str], filt: Filter, budget: Budget, *, number: int, prev: '
     written_before = store.written if store is not None else 0
     entries: dict[str, list[Any]] = {}
     hashed = reused = unreadable = 0
-    hashed_bytes = 0
+    hashed_bytes = total_bytes = 0
     for path, st, kind in found:
         if kind == "d":
             entries[path] = _entry("d", st, "")
@@ -210,8 +211,9 @@ def take(roots: list[str], filt: Filter, budget: Budget, *, number: int, prev: '
             p = old.get(path)
             if (p is not None and p[TYPE] == "f" and p[SIZE] == st.st_size and p[MTIME] == st.st_mtime_ns
                     and p[INO] == st.st_ino and p[CTIME] == st.st_ctime_ns and p[CTIME] < trust_before):
-                entries[path] = _entry("f", st, p[DATA])
+                entries[path] = p  # same ctime: same mode and owner too, so the very same entry
                 reused += 1
+                total_bytes += p[SIZE]
                 continue
             try:
                 got = hash_file(path, store)
@@ -224,14 +226,15 @@ def take(roots: list[str], filt: Filter, budget: Budget, *, number: int, prev: '
             entries[path] = _entry("f", fst, digest)
             hashed += 1
             hashed_bytes += fst.st_size
+            total_bytes += fst.st_size
     new_objects = (store.written - written_before) if store is not None else 0
-    if store is not None and hashed:
+    if store is not None:
         store.sync()
-    files = sum(1 for e in entries.values() if e[TYPE] != "d")
-    stats = {"files": files, "bytes": sum(e[SIZE] for e in entries.values() if e[TYPE] == "f"), "hashed": hashed,
+    files = len(entries) - sum(1 for _p, _s, k in found if k == "d")
+    stats: dict[str, Any] = {"files": files, "bytes": total_bytes, "hashed": hashed,
              "hashed_bytes": hashed_bytes, "reused": reused, "new_objects": new_objects, "unreadable": unreadable,
              "unreadable_dirs": unreadable_dirs, "ms": 0}
     m = Manifest(number, list(roots), entries, parent=prev.number if prev is not None else None,
-                 started_ns=started_ns, stats=stats)
+                 started_ns=started_ns, stats=stats, prev=prev)
     stats["ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return m

@@ -120,6 +120,7 @@ def begin(tracked: 'list[str]', *, command: 'list[str]', exclude: 'Iterable[str]
     store_root = root or rollbacks_root()
     filt = Filter(exclude=exclude, include=include, all_files=all_files, never=(state_root(), store_root))
     budget = Budget(max_files, max_bytes)
+    roots = [r for r in roots if not filt.inside_never(r)]  # nono's own state is never tracked
     if not roots:
         return RollbackSession(None, [], None, None, out, reason="no writable paths to track; nothing was recorded")
     store = SessionStore(new_session_id(), store_root)

@@ -38,9 +38,14 @@ def rollbacks_root() -> str:
 
 
 def new_session_id(now: 'float | None' = None) -> str:
-    """``YYYYMMDD-HHMMSS-<6 hex>`` in UTC: sorting the names sorts the sessions by start time."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{os.urandom(3).hex()}"
+    """``YYYYMMDD-HHMMSS-<6 hex>`` in UTC: sorting the names sorts the sessions by start time.
+
+    The hex part is the millisecond (3 hex digits) then 3 random ones, so sessions
+    started within the same second still sort in order.
+    """
+    t = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(t))
+    return f"{stamp}-{int(t * 1000) % 1000:03x}{os.urandom(2).hex()[:3]}"
 
 
 def _is_session_id(name: str) -> bool:
@@ -99,6 +104,7 @@ class SessionStore:
         self._made: set[str] = set()
         self.written = 0  # objects this process added to the store
         self._authoritative = False  # True when this process created the store: _known is then complete
+        self._pending: list[str] = []  # objects renamed into place since the last sync()
 
     # -- creation ---------------------------------------------------------------
     def create(self) -> None:
@@ -191,6 +197,7 @@ class SessionStore:
             return
         sub = self._subdir(digest)
         os.rename(tmp, f"{sub}/{digest[2:]}")
+        self._pending.append(digest)
         self._known.add(digest)
         self.written += 1
 
@@ -239,8 +246,23 @@ class SessionStore:
         return found
 
     def sync(self) -> None:
-        """Make every object written so far durable (one syncfs, before a manifest refers to them)."""
-        _fs.syncfs(self.objects)
+        """Make every object written so far durable, before a manifest refers to them.
+
+        A few objects are fsynced one by one (with their directories); many at once
+        take one ``syncfs`` instead of thousands of fsyncs.
+        """
+        pending, self._pending = self._pending, []
+        if len(pending) > 64:
+            _fs.syncfs(self.objects)
+            return
+        for digest in pending:
+            fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for sub in sorted({d[:2] for d in pending}):
+            _fs.fsync_dir(f"{self.objects}/{sub}")
 
     def remove_stale_temps(self) -> None:
         """Temporary objects left by a crashed writer."""
