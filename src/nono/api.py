@@ -56,6 +56,7 @@ class _Entry:
 
             self.proxy = network.start(policy)
             plan.proxy_port = self.proxy.port
+            self.proxy.grant(plan)
         try:
             self.prep = Prepared(plan)
         except NonoError as exc:
@@ -426,6 +427,7 @@ class Sandbox:
 
             proxy = network.start(policy)
             plan.proxy_port = proxy.port
+            proxy.grant(plan)
         cap, cap_fd = reserve_capfile(plan)
         prep = Prepared(plan)
         try:

@@ -104,6 +104,4 @@ def test_node_fetch(env: tuple[FakeUpstream, str]) -> None:
     assert up.requests[-1].header("authorization") == f"Bearer {SECRET}"
 
 
-def test_git_over_https_needs_interception() -> None:
-    pytest.skip("git talks HTTPS to the real host (CONNECT); injecting into it needs TLS interception, "
-                "which is not implemented yet (docs/credentials.md)")
+# git over HTTPS talks to the real host through CONNECT: see test_proxy_intercept_clients.py (TLS interception).

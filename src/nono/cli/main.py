@@ -391,6 +391,7 @@ def _run_like(command: str, rest: list[str]) -> int:
         else:
             proxy = _net.start(policy)
             plan.proxy_port = proxy.port
+            proxy.grant(plan)  # read access to the TLS-interception CA bundle, if any
             creds = proxy.credentials
         if creds is not None:
             plan.proxy_hosts += [h for h in creds.allow_hosts if h not in plan.proxy_hosts]

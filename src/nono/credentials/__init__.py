@@ -10,8 +10,10 @@ Integration contract (for ``nono run`` and the Python API; see docs/credentials.
         endpoint_rules=["github:GET:/repos/acme/**"],     # --allow-endpoint
         env_credentials=["openai"],                       # --env-credential (real value in env)
     )                                                     # raises CredentialError (a NonoError)
-    settings = ProxySettings(allow=[*allow, *plan.allow_hosts], routes=plan.routes, ...)
+    settings = ProxySettings(allow=[*allow, *plan.allow_hosts], routes=plan.routes,
+                             intercept=True, ...)         # TLS interception on the routes' hosts
     handle = nono.proxy.process.start(settings)           # the proxy process gets the secrets
+    # with interception: handle.ca_bundle needs a read rule (NetworkSession.grant(plan))
     plan.wipe()                                           # optional: drop them from the supervisor
     env = {k: v for k, v in env.items() if k not in plan.unset_env}
     env.update(handle.env()); env.update(plan.child_env(handle.port))

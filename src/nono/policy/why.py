@@ -166,7 +166,8 @@ def _query_proxy(view: View, name: str, port: int, raw: str) -> dict[str, object
     from ..proxy.rules import REASON_NEEDS_TLS, ProxySettings
 
     try:
-        flt = ProxySettings(allow=list(view.network.get("proxy_allow") or ())).compile()  # type: ignore[call-overload]
+        flt = ProxySettings(allow=list(view.network.get("proxy_allow") or ()),  # type: ignore[call-overload]
+                            intercept=True).compile()
     except PolicyError as exc:
         return {"status": "denied", "host": name, "port": port, "reason": "proxy_filtered", "details": exc.message}
     path = raw.split("://", 1)[-1]
@@ -180,7 +181,7 @@ def _query_proxy(view: View, name: str, port: int, raw: str) -> dict[str, object
         if decision.match is not None and decision.match.endpoints is not None:
             out["reason"] = "endpoint_restricted"
             out["endpoint_rules"] = [f"{r.method} {r.path}" for r in decision.match.endpoints]
-            out["details"] = "plain HTTP to these endpoints only"
+            out["details"] = "these endpoints only (HTTPS is decrypted by nono's proxy to check them)"
         return out
     reason = "endpoint_restricted" if decision.reason.startswith("endpoint") or decision.reason == REASON_NEEDS_TLS \
         else "proxy_filtered"

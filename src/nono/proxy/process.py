@@ -29,6 +29,14 @@ Landlock governs directly), ``NODE_USE_ENV_PROXY=1`` (Node 24+ built-in fetch/ht
 ``ALL_PROXY`` is deliberately not set: curl and others would also send non-HTTP
 schemes (ftp://, and socks-only tools read it as a SOCKS proxy) to an HTTP proxy
 that cannot serve them; those fail closed without it too, with a clearer error.
+
+TLS interception (``settings.intercept`` and a host that needs it, see
+:mod:`.intercept`): :func:`start` reserves the CA bundle file (:mod:`.cabundle`), the
+proxy process creates the session CA and fills the file, and :meth:`ProxyHandle.env`
+waits for that (the import of ``cryptography`` and the key generation run in parallel
+with the caller) before adding ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``,
+``NODE_EXTRA_CA_CERTS``, ``CURL_CA_BUNDLE`` and ``GIT_SSL_CAINFO``. ``ca_bundle`` is
+its path (None without interception); :meth:`ProxyHandle.stop` deletes it.
 """
 
 # Lean on purpose: this module is imported by every `nono run` with a filtered network.
@@ -41,6 +49,7 @@ import sys
 import time
 
 from .. import _jsonlite
+from ..errors import NonoError
 from .rules import ProxySettings
 
 TYPE_CHECKING = False
@@ -51,20 +60,28 @@ if TYPE_CHECKING:
 else:
     import _signal as signal
 
-__all__ = ["ProxyHandle", "ProxySettings", "start"]
+__all__ = ["ProxyHandle", "ProxySettings", "ProxyStartError", "start"]
 
 _MAX_EVENT_BYTES = 64 * 1024 * 1024
 NO_PROXY = "localhost,127.0.0.1,::1"
 
 
+class ProxyStartError(NonoError):
+    """The proxy process could not provide what the session needs (the session CA)."""
+
+
 class ProxyHandle:
     """A running proxy process: ``port``, ``token``, ``pid``; ``env()``, ``events()``, ``stop()``."""
 
-    def __init__(self, port: int, token: str, pid: int, event_fd: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, token: str, pid: int, event_fd: int, host: str = "127.0.0.1",
+                 ca_bundle: 'str | None' = None, ready_fd: int = -1) -> None:
         self.port = port
         self.token = token
         self.pid = pid
         self.host = host
+        self.ca_bundle = ca_bundle
+        self._ready_fd = ready_fd
+        self._ready: str | None = None
         self._event_fd = event_fd
         self._offset = 0
         self._partial = b""
@@ -83,7 +100,26 @@ class ProxyHandle:
         out = {name: url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "npm_config_proxy",
                                       "npm_config_https_proxy", "PIP_PROXY", "YARN_HTTP_PROXY", "YARN_HTTPS_PROXY")}
         out.update(NO_PROXY=NO_PROXY, no_proxy=NO_PROXY, NODE_USE_ENV_PROXY="1", NONO_PROXY_TOKEN=self.token)
+        if self.ca_bundle is not None:
+            self.wait_ready()
+            out.update(dict.fromkeys(("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+                                      "GIT_SSL_CAINFO"), self.ca_bundle))
         return out
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """With TLS interception: wait until the proxy wrote the CA bundle; raises ProxyStartError."""
+        if self._ready is None and self._ready_fd >= 0:
+            import select
+
+            readable, _, _ = select.select([self._ready_fd], [], [], timeout)
+            data = os.read(self._ready_fd, 4096) if readable else b"error: timed out creating the session CA"
+            os.close(self._ready_fd)
+            self._ready_fd = -1
+            self._ready = data.decode("utf-8", "replace") or "error: the proxy process ended"
+        if self._ready is not None and self._ready != "ok":
+            raise ProxyStartError(f"TLS interception is not available: {self._ready.removeprefix('error: ')}",
+                                  hint="endpoint rules on HTTPS hosts and credential injection for clients that "
+                                       "ignore *_BASE_URL need it (the 'cryptography' package)")
 
     def poll_events(self) -> 'list[Event]':
         """Events written since the last call (never blocks)."""
@@ -143,6 +179,14 @@ class ProxyHandle:
         if self._lifeline >= 0:
             os.close(self._lifeline)
             self._lifeline = -1
+        if self._ready_fd >= 0:
+            os.close(self._ready_fd)
+            self._ready_fd = -1
+        if self.ca_bundle is not None:
+            try:
+                os.unlink(self.ca_bundle)
+            except OSError:
+                pass
         events = self.events()
         if self._event_fd >= 0:
             os.close(self._event_fd)
@@ -162,12 +206,19 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
     The settings are compiled here first, so a bad setting raises
     :class:`~nono.errors.PolicyError` in the caller. ``resolver`` (tests) replaces DNS.
     """
-    settings.compile()
+    intercepting = settings.compile().intercepting
     token = os.urandom(32).hex()
     listener = _socket.socket(_socket.AF_INET6 if ":" in settings.bind_host else _socket.AF_INET,
                               _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     event_fd = -1
+    bundle: tuple[str, int] | None = None
+    ready_r = ready_w = -1
     try:
+        if intercepting:  # the proxy process fills the file with the session CA (see ProxyHandle.env)
+            from . import cabundle
+
+            bundle = cabundle.reserve()
+            ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
         listener.bind((settings.bind_host, settings.port))
         listener.listen(1024)
@@ -191,15 +242,27 @@ def start(settings: ProxySettings, resolver: 'Resolver | None' = None) -> ProxyH
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(life_w)
-            _child(listener, settings, token, event_fd, parent, resolver, life_r, main_thread)
+            if ready_r >= 0:
+                os.close(ready_r)
+            _child(listener, settings, token, event_fd, parent, resolver, life_r, main_thread,
+                   bundle[1] if bundle else -1, ready_w)
         os.close(life_r)
     except BaseException:
         if event_fd >= 0:
             os.close(event_fd)
+        for fd in (ready_r, ready_w):
+            if fd >= 0:
+                os.close(fd)
+        if bundle is not None:
+            os.close(bundle[1])
+            os.unlink(bundle[0])
         raise
     finally:
         listener.close()
-    handle = ProxyHandle(port, token, pid, event_fd, settings.bind_host)
+    if bundle is not None:
+        os.close(bundle[1])
+        os.close(ready_w)
+    handle = ProxyHandle(port, token, pid, event_fd, settings.bind_host, bundle[0] if bundle else None, ready_r)
     handle._lifeline = life_w
     return handle
 
@@ -217,15 +280,16 @@ def _is_main_thread() -> bool:
 
 
 def _child(listener: '_socket.socket', settings: ProxySettings, token: str, event_fd: int, parent: int,
-           resolver: 'Resolver | None', lifeline: int, main_thread: bool) -> None:  # pragma: no cover - runs in the child
+           resolver: 'Resolver | None', lifeline: int, main_thread: bool, bundle_fd: int = -1,
+           ready_fd: int = -1) -> None:  # pragma: no cover - runs in the child
     """The proxy process's whole life; never returns."""
     code = 0
     try:
         import gc
 
         gc.freeze()
-        _detach(parent, keep=(listener.fileno(), event_fd, lifeline), deathsig=main_thread)
-        _serve(listener.detach(), settings, token, event_fd, resolver, lifeline)
+        _detach(parent, keep=(listener.fileno(), event_fd, lifeline, bundle_fd, ready_fd), deathsig=main_thread)
+        _serve(listener.detach(), settings, token, event_fd, resolver, lifeline, bundle_fd, ready_fd)
     except BaseException:
         import traceback
 
@@ -265,8 +329,22 @@ def _detach(parent: int, keep: 'tuple[int, ...]', deathsig: bool = True) -> None
             pass
 
 
-def _serve(listener_fd: int, settings: ProxySettings, token: str, event_fd: int,
-           resolver: 'Resolver | None', lifeline: int = -1) -> None:  # pragma: no cover - runs in the child
+def _serve(listener_fd: int, settings: ProxySettings, token: str, event_fd: int, resolver: 'Resolver | None',
+           lifeline: int = -1, bundle_fd: int = -1, ready_fd: int = -1) -> None:  # pragma: no cover - runs in the child
+    session_ca = None
+    if bundle_fd >= 0:  # the session CA and the bundle first: the supervisor waits for them
+        try:
+            from . import cabundle
+            from .sessionca import SessionCA, ca_names
+
+            session_ca = SessionCA(ca_names(settings.compile()))
+            cabundle.fill(bundle_fd, session_ca.cert_pem)
+        except BaseException as exc:
+            os.write(ready_fd, f"error: {type(exc).__name__}: {exc}"[:1000].encode("utf-8", "replace"))
+            raise
+        os.write(ready_fd, b"ok")
+        os.close(ready_fd)
+
     import asyncio
     import socket
 
@@ -285,7 +363,7 @@ def _serve(listener_fd: int, settings: ProxySettings, token: str, event_fd: int,
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = ProxyServer(settings, token, on_event, resolver)
+        server = ProxyServer(settings, token, on_event, resolver, session_ca)
         task = loop.create_task(server.serve(listener))
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         if lifeline >= 0:

@@ -44,13 +44,18 @@ class ProxySettings:
     ``http://127.0.0.1:<port>/<name>/...`` (see :mod:`.reverse`). ``upstream_ca_file``
     adds a trust anchor for the routes' upstream TLS (tests use a private CA); system
     roots stay trusted and verification is never turned off.
+    ``intercept`` allows TLS interception (:mod:`.intercept`) where it is needed: a
+    ``CONNECT`` to a host with endpoint rules (checked on each decrypted request) or to
+    a credential route's upstream (the phantom is swapped there too). It takes effect
+    only when such a host exists; without it those ``CONNECT``s are refused (endpoint
+    rules) or stay opaque tunnels (route upstreams).
 
     (A plain class rather than a dataclass: ``dataclasses`` imports ``inspect`` and
     ``re``, ~30 ms here, on the path of every ``nono run`` with a filtered network.)
     """
 
     __slots__ = ("allow", "bind_host", "connect_timeout", "deny_private", "endpoint_rules", "head_timeout",
-                 "idle_timeout", "loopback_ports", "max_connections", "port", "require_tls", "resolve_overrides",
+                 "idle_timeout", "intercept", "loopback_ports", "max_connections", "port", "require_tls", "resolve_overrides",
                  "routes", "sni_timeout", "upstream", "upstream_authorization", "upstream_bypass", "upstream_ca_file")
 
     def __init__(self, *, allow: 'Sequence[str | Mapping[str, object]]' = (),
@@ -62,7 +67,7 @@ class ProxySettings:
                  bind_host: str = "127.0.0.1", head_timeout: float = 10.0, connect_timeout: float = 10.0,
                  sni_timeout: float = 10.0, idle_timeout: float = 600.0, max_connections: int = 4096,
                  require_tls: bool = True, routes: 'Sequence[Route]' = (),
-                 upstream_ca_file: 'str | None' = None) -> None:
+                 upstream_ca_file: 'str | None' = None, intercept: bool = False) -> None:
         self.allow = allow
         self.endpoint_rules: Mapping[str, Sequence[tuple[str, str] | str]] = endpoint_rules or {}
         self.deny_private = deny_private
@@ -81,6 +86,7 @@ class ProxySettings:
         self.require_tls = require_tls
         self.routes: Sequence[Route] = tuple(routes)
         self.upstream_ca_file = upstream_ca_file
+        self.intercept = intercept
 
     def __repr__(self) -> str:
         return "ProxySettings(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
@@ -154,6 +160,13 @@ class Filter:
         names = [r.name for r in settings.routes]
         if len(set(names)) != len(names):
             raise PolicyError("two credential routes have the same name")
+        # TLS interception: credential routes' upstreams (by host:port) and endpoint-rule hosts.
+        self.route_hosts: dict[tuple[str, int], list[Route]] = {}
+        for route in settings.routes:
+            if route.scheme == "https":
+                self.route_hosts.setdefault((route.host, route.port), []).append(route)
+        self.intercepting = bool(settings.intercept) and (
+            bool(self.route_hosts) or any(e.endpoints for e in self.allowlist.entries))
         if settings.upstream is not None:
             host, port = settings.upstream
             if not host or not 0 < port < 65536:
@@ -162,9 +175,11 @@ class Filter:
     def check_host(self, host: str, port: int, method: 'str | None' = None, target: 'str | None' = None) -> Decision:
         """The verdict by name: metadata names, allowlist, endpoint rules.
 
-        ``method``/``target`` describe a plain-HTTP request; ``method="CONNECT"``
-        a tunnel (refused when the host has endpoint rules: they cannot be checked
-        inside TLS). Without a method, endpoint rules are reported but not applied.
+        ``method``/``target`` describe a plain-HTTP request (or one decrypted inside an
+        intercepted tunnel); ``method="CONNECT"`` a tunnel: with endpoint rules it is
+        allowed only when TLS interception is on (the rules are then checked on each
+        request inside it), refused otherwise. Without a method, endpoint rules are
+        reported but not applied.
         """
         if addresses.is_metadata_name(host):
             return Decision(False, f"ssrf: {host} is a cloud metadata name")
@@ -173,6 +188,8 @@ class Filter:
             return Decision(False, REASON_NOT_ALLOWED)
         if match.endpoints is not None:
             if method == "CONNECT":
+                if self.intercepting:
+                    return Decision(True, "", match)
                 return Decision(False, REASON_NEEDS_TLS, match)
             if method is not None and target is not None and not match.allows(method, target):
                 return Decision(False, f"endpoint not allowed: {method} {target.split('?', 1)[0]}", match)
@@ -181,6 +198,15 @@ class Filter:
     def check_addresses(self, addrs: 'Sequence[str]', port: int) -> 'str | None':
         """The SSRF refusal for resolved addresses, or None."""
         return addresses.refusal(addrs, port, self.settings.loopback_ports, self.settings.deny_private)
+
+    def intercepts(self, host: str, port: int) -> bool:
+        """Is a ``CONNECT`` to ``host:port`` decrypted (endpoint rules, or a credential route's upstream)?"""
+        if not self.intercepting:
+            return False
+        if (host, port) in self.route_hosts:
+            return True
+        match = self.allowlist.lookup(host, port)
+        return match is not None and match.endpoints is not None
 
     def use_upstream(self, host: str, port: int) -> bool:
         """Should this connection go through the upstream proxy?"""

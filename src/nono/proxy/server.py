@@ -6,6 +6,8 @@ connect to a checked address (no second resolution; 502/504 on failure), then
 
 * CONNECT: answer 200, relay the server's bytes at once, inspect the client's first
   bytes (SNI must name the CONNECT host), then relay both ways until both sides end;
+  a host with endpoint rules or a credential route's upstream is decrypted instead,
+  when ``ProxySettings.intercept`` is on (:mod:`.intercept`);
 * origin form (``GET /openai/...``) when credential routes are configured: the
   reverse proxy of :mod:`.reverse` (no proxy token; the route's phantom token instead);
 * plain HTTP: forward exactly one request (canonical head, ``Connection: close``,
@@ -103,11 +105,13 @@ class ProxyServer:
     """The proxy. ``serve(listener)`` runs until cancelled; events go to ``on_event``.
 
     ``resolver`` (tests) replaces DNS for every name: called once per request;
-    its answers pass the SSRF check like real ones.
+    its answers pass the SSRF check like real ones. ``session_ca`` (a
+    :class:`~.sessionca.SessionCA`) is the CA for TLS interception, created here when
+    interception is needed and none is given.
     """
 
     def __init__(self, settings: ProxySettings, token: str, on_event: 'Callable[[Event], None] | None' = None,
-                 resolver: 'Resolver | None' = None) -> None:
+                 resolver: 'Resolver | None' = None, session_ca: Any = None) -> None:
         self.settings = settings
         self.filter = settings.compile()
         self._credentials = b"nono:" + token.encode("ascii")
@@ -119,6 +123,11 @@ class ProxyServer:
             from .reverse import ReverseProxy
 
             self._reverse = ReverseProxy(self, settings.routes)
+        self.interceptor: Any = None
+        if self.filter.intercepting:  # TLS interception where needed; `cryptography` only then
+            from .intercept import Interceptor
+
+            self.interceptor = Interceptor(self, session_ca)
 
     @property
     def active(self) -> int:
@@ -198,7 +207,10 @@ class ProxyServer:
                 return
             event["action"] = "allow"
             if head.method == "CONNECT":
-                await self._tunnel(client, upstream, head, leftover, down_initial, event)
+                if self.interceptor is not None and self.interceptor.wants(head.host, head.port):
+                    await self.interceptor.serve(client, upstream, head, leftover, down_initial, event)
+                else:
+                    await self._tunnel(client, upstream, head, leftover, down_initial, event)
             else:
                 await self._forward(client, upstream, head, leftover, down_initial, event)
         except asyncio.CancelledError:

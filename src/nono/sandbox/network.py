@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..policy.model import Policy
     from ..proxy.process import ProxyHandle
     from ..proxy.rules import ProxySettings
+    from .plan import Plan
 
 
 def allowlist(policy: 'Policy') -> 'list[object]':
@@ -49,6 +50,7 @@ def settings(policy: 'Policy') -> 'ProxySettings':
         upstream_bypass=tuple(policy.upstream_bypass),
         resolve_overrides=parse_resolve_overrides(os.environ.get("NONO_PROXY_RESOLVE", "")),
         port=policy.proxy_port,
+        intercept=True,  # TLS interception where needed: HTTPS endpoint rules, credential routes' hosts
     )
     result.compile()
     return result
@@ -60,18 +62,54 @@ class NetworkSession:
     def __init__(self, handle: 'ProxyHandle', credentials: 'CredentialPlan | None') -> None:
         self.handle = handle
         self.credentials = credentials
+        self._granted = False
 
     @property
     def port(self) -> int:
         return self.handle.port
 
+    @property
+    def ca_bundle(self) -> 'str | None':
+        """The CA bundle file the program must trust (TLS interception on), else None."""
+        return self.handle.ca_bundle
+
+    def grant(self, plan: 'Plan') -> None:
+        """Let the sandbox read the CA bundle file (and nothing else new); call before ``Prepared(plan)``.
+
+        A no-op without TLS interception. Like the capability file, the rule names exactly
+        the file, which lives in nono's state directory (not writable from the sandbox).
+        """
+        self._granted = True
+        path = self.handle.ca_bundle
+        if path is None:
+            return
+        from ..kernel import landlock as ll
+        from .plan import Rule
+
+        real = os.path.realpath(path)
+        if real in plan.rules:
+            return
+        plan.rules[real] = Rule(real, ll.READ_FILE, False, "read", "nono")
+        plan._fds[real] = os.open(real, os.O_PATH | os.O_CLOEXEC)
+
     def env(self, base: 'dict[str, str]') -> 'dict[str, str]':
-        """``base`` without the variables secrets were read from, plus the proxy's and the phantoms' variables."""
+        """``base`` without the variables secrets were read from, plus the proxy's and the phantoms' variables.
+
+        With TLS interception, the CA bundle variables (``SSL_CERT_FILE``, ...) are added only
+        once :meth:`grant` let the sandbox read the bundle: a variable naming an unreadable
+        file would break TLS to every host for some clients (curl), not just the intercepted ones.
+        """
         out = dict(base)
         if self.credentials is not None:
             for name in self.credentials.unset_env:
                 out.pop(name, None)
-        out.update(self.handle.env())
+        extra = self.handle.env()
+        if self.handle.ca_bundle is not None and not self._granted:
+            from ..proxy.cabundle import ENV_VARS
+
+            for name in ENV_VARS:
+                extra.pop(name, None)
+        out.update(extra)
         if self.credentials is not None:
             out.update(self.credentials.child_env(self.handle.port))
         return out
