@@ -93,6 +93,9 @@ SANDBOX_FLAGS = (
     Flag("extends", ("--extends",), "list", "put PROFILE under --profile as an extra base (repeatable)",
          metavar="PROFILE", section=GEN),
     Flag("dry_run", ("--dry-run",), "bool", "show what would be applied, run nothing", section=GEN),
+    Flag("trust_override", ("--trust-override",), "bool",
+         "launch even if instruction files fail trust verification (warn instead of refusing)",
+         env="NONO_TRUST_OVERRIDE", section=GEN),
     Flag("verbose", ("-v", "--verbose"), "count", "more detail (repeat for more)", section=GEN),
     Flag("silent", ("-s", "--silent"), "bool", "print nothing from nono itself", section=GEN),
 )

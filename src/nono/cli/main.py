@@ -34,6 +34,8 @@ Commands:
   profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
   credential  store API keys in the system keyring for --credential (set|list|remove)
   rollback list, show, restore, verify and clean up snapshots taken with 'run --rollback'
+  trust    sign and verify instruction files (CLAUDE.md, AGENTS.md, ...) checked before every run
+  sign     sign a file (same as 'trust sign')
   session  diff | rollback: what the last --rollback session changed, and undo it
   setup    check what this machine can enforce (attacks a throw-away sandbox)
 
@@ -156,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
 
             argv_rb = [a for a in rest if a != "--silent"]
             return _rb.cmd_rollback(argv_rb) if command == "rollback" else _rb.cmd_session(argv_rb)
+        if command in ("trust", "sign"):
+            from .trust import cmd_sign, cmd_trust
+
+            argv_t = [a for a in rest if a != "--silent"]
+            return cmd_trust(argv_t) if command == "trust" else cmd_sign(argv_t)
         if command == "credential":
             from .credential import cmd_credential
 
@@ -373,8 +380,14 @@ def _run_like(command: str, rest: list[str]) -> int:
 
         for d in create_state_dirs(policy, str(opts["workdir"]) if opts.get("workdir") else None):
             out.err(f"[nono] created {d} (the agent's state directory: it must exist to be granted)")
+    from .. import trust as _trust  # nono.trust: a no-op costing two lstat calls without a trust policy
+
+    trust_dir = expand_workdir(opts)
+    pre = _trust.preflight(trust_dir, override=bool(opts.get("trust_override")), out=out.warn)
+    protected = list(pre.protected_files)
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
-                      readonly=code_paths)
+                      readonly=list(code_paths) + protected,
+                      readonly_reason={p: "instruction files under trust" for p in protected})
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in dict.fromkeys(plan.notes):
         out.warn(note)
@@ -412,6 +425,12 @@ def _run_like(command: str, rest: list[str]) -> int:
     finally:
         if proxy is not None:
             _report_network(out, proxy.stop())
+
+
+def expand_workdir(opts: 'dict[str, object]') -> str:
+    from ..policy.paths import expand
+
+    return expand(str(opts["workdir"])) if opts.get("workdir") else os.getcwd()
 
 
 def _report_network(out: 'Out', events: 'list[dict[str, object]]') -> None:

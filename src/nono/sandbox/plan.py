@@ -239,14 +239,15 @@ def which(name: str, path_env: str | None = None) -> str | None:
 
 
 def build_plan(policy: 'Policy', *, argv0: 'str | None' = None, cwd: 'str | None' = None,
-               readonly: 'Iterable[str]' = ()) -> 'Plan':
+               readonly: 'Iterable[str]' = (), readonly_reason: 'Mapping[str, str] | None' = None) -> 'Plan':
     """Resolve ``policy`` against the filesystem now. Raises :class:`PolicyError`.
 
-    ``readonly``: paths no write grant may reach (see :func:`interpreter_paths`).
+    ``readonly``: paths no write grant may reach (see :func:`interpreter_paths`);
+    ``readonly_reason`` says why, per path (default: nono's own installation).
     """
     plan = Plan()
     for p in readonly:
-        plan.readonly[_canonical(p)] = "nono's own installation"
+        plan.readonly[_canonical(p)] = (readonly_reason or {}).get(p, "nono's own installation")
     vars_ = variables(cwd)
     data = _groups.data()
     grants: list[Grant] = list(policy.grants)
@@ -452,18 +453,20 @@ def _add_grant(plan: 'Plan', g: 'Grant', protected: list[str]) -> None:
     if mask & ll.ACCESS_WRITE:
         for ro in plan.readonly:
             if is_within(real, ro):
-                mask &= ll.ACCESS_READ  # inside nono's own installation: read-only
-                plan.notes.append(f"'{g.path}' is granted read-only: it is part of nono's own installation")
+                mask &= ll.ACCESS_READ  # e.g. inside nono's own installation: read-only
+                plan.notes.append(f"'{g.path}' is granted read-only: it is part of {plan.readonly[ro]}")
                 break
         else:
             ro_inside = [ro for ro in plan.readonly if ro != real and is_within(ro, real)] if is_dir else []
             if ro_inside:
                 top = [ro for ro in ro_inside if not any(o != ro and is_within(ro, o) for o in ro_inside)]
+                why = sorted({plan.readonly[ro] for ro in top})
+                hint = (" Install nono outside the directories you grant (for example with pipx) to avoid this."
+                        if "nono's own installation" in why else "")
                 plan.notes.append(
-                    f"'{g.path}' is granted entry by entry, because nono's own installation "
+                    f"'{g.path}' is granted entry by entry, because {' and '.join(why)} "
                     f"({', '.join(sorted(top))}) lies inside it and must stay read-only; new files directly in "
-                    f"'{g.path}' cannot be created. Install nono outside the directories you grant "
-                    "(for example with pipx) to avoid this.")
+                    f"'{g.path}' cannot be created.{hint}")
                 inner = sorted(set(inner) | set(ro_inside))
     if not mask:
         return
@@ -502,8 +505,9 @@ def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected
             continue
         if is_dir and access != READ and any(ro != real and is_within(ro, real) for ro in plan.readonly):
             os.close(fd)
-            plan.skipped.append((path, source, "contains nono's own installation"))
-            plan.notes.append(f"'{path}' is not granted: nono's own installation lies inside it")
+            plan.skipped.append((path, source, "contains read-only paths"))
+            plan.notes.append(f"'{path}' is not granted: read-only paths lie inside it (nono's own installation, "
+                              "or instruction files under trust)")
             continue
         if is_dir and real in ancestors:
             # A built-in grant (e.g. /tmp) containing your home or protected paths is
