@@ -116,6 +116,14 @@ SETUP_FLAGS = (
     Flag("silent", ("-s", "--silent"), "bool", "print nothing", section=GEN),
 )
 
+AUDIT_FLAGS = (
+    Flag("no_audit", ("--no-audit",), "bool", "do not record this session (nono audit ...)", env="NONO_NO_AUDIT",
+         section="Audit"),
+    Flag("audit_sign_key", ("--audit-sign-key",), "str",
+         "sign the session record with KEY (file:///path, mode 0600, or a keyring key name)", metavar="KEY",
+         env="NONO_AUDIT_SIGN_KEY", section="Audit"),
+)
+
 RB = "Rollback"
 ROLLBACK_FLAGS = (
     Flag("rollback", ("--rollback", "--snapshot"), "bool",

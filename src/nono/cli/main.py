@@ -34,6 +34,8 @@ Commands:
   profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
   credential  store API keys in the system keyring for --credential (set|list|remove)
   rollback list, show, restore, verify and clean up snapshots taken with 'run --rollback'
+  audit    list, show and verify the tamper-evident records of past sessions
+  ps       running sessions; stop ID ends one; logs ID [-f] follows its events
   trust    sign and verify instruction files (CLAUDE.md, AGENTS.md, ...) checked before every run
   sign     sign a file (same as 'trust sign')
   session  diff | rollback: what the last --rollback session changed, and undo it
@@ -158,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
 
             argv_rb = [a for a in rest if a != "--silent"]
             return _rb.cmd_rollback(argv_rb) if command == "rollback" else _rb.cmd_session(argv_rb)
+        if command in ("audit", "ps", "stop", "logs"):
+            from . import audit as _audit
+
+            handler = {"audit": _audit.cmd_audit, "ps": _audit.cmd_ps, "stop": _audit.cmd_stop, "logs": _audit.cmd_logs}
+            return handler[command]([a for a in rest if a != "--silent"])
         if command in ("trust", "sign"):
             from .trust import cmd_sign, cmd_trust
 
@@ -194,7 +201,7 @@ def _help(command: str) -> str:
         from .isolation_flags import ISOLATION_FLAGS
 
         flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + (
-            ISOLATION_FLAGS + A.ROLLBACK_FLAGS if command != "wrap" else ())
+            ISOLATION_FLAGS + A.ROLLBACK_FLAGS + A.AUDIT_FLAGS if command != "wrap" else ())
         return _RUN_HELP.format(cmd=command, what=_WHAT[command], options=A.format_flags(flags))
     if command == "why":
         return _WHY_HELP.format(options=A.format_flags(A.WHY_FLAGS))
@@ -339,8 +346,10 @@ def _run_like(command: str, rest: list[str]) -> int:
     from ..sandbox.plan import build_plan, interpreter_paths, which
     from .isolation_flags import ISOLATION_FLAGS, wanted
 
-    flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + ISOLATION_FLAGS + A.ROLLBACK_FLAGS
+    flags = (A.SHELL_FLAGS if command == "shell" else A.SANDBOX_FLAGS) + ISOLATION_FLAGS + A.ROLLBACK_FLAGS + A.AUDIT_FLAGS
     opts, program = A.parse(command, flags, rest, trailing=True)
+    if opts.get("no_audit") and opts.get("audit_sign_key"):
+        raise A.UsageError("--no-audit and --audit-sign-key are contradictory")
     if command == "wrap" and opts.get("rollback") and not opts.get("no_rollback"):
         raise A.UsageError("--rollback needs 'nono run' (the supervisor takes the snapshots)")
     if command == "wrap" and wanted(opts):
@@ -476,11 +485,15 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     from ..sandbox import supervisor
 
     rollback = _begin_rollback(opts, out, plan, program) if opts.get("rollback") and not opts.get("no_rollback") else None
+    record = None if opts.get("no_audit") else _begin_audit(opts, plan, prep, program,
+                                                             rollback.session_id if rollback is not None and rollback.enabled else None)
+    net_events: list[dict[str, object]] = []
     code = 1
     try:
         try:
             code = supervisor.run(prep, exe, program, env, pty=pty,
-                                  on_exit=None if proxy is None else (lambda: proxy.stop()), isolation=iso)
+                                  on_exit=None if proxy is None else (lambda: net_events.extend(proxy.stop())),
+                                  isolation=iso)
         except supervisor.ChildFailure as exc:
             if exc.exit_code == 126:
                 sys.stderr.write(f"nono: failed to apply sandbox in supervised child: {exc.message}\n")
@@ -491,8 +504,14 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     finally:
         if pty is not None:
             pty.close()
-        if rollback is not None:
-            _finish_rollback(opts, out, rollback, code)
+        summary = _finish_rollback(opts, out, rollback, code) if rollback is not None else None
+        if record is not None:
+            rb = None if summary is None else {"session_id": summary.session_id, "created": len(summary.created),
+                                               "modified": len(summary.modified), "deleted": len(summary.deleted)}
+            result = record.finish(code, network_events=net_events, rollback=rb,
+                                   status="stopped" if code in (130, 143) else None)
+            for w in result.get("warnings") or ():
+                out.warn(f"audit: {w}")
         prep.close()
         try:
             os.unlink(cap_path)
@@ -512,16 +531,34 @@ def _begin_rollback(opts: 'dict[str, object]', out: 'Out', plan: 'Plan', program
                          all_files=bool(opts.get("rollback_all")), out=out.err)
 
 
-def _finish_rollback(opts: 'dict[str, object]', out: 'Out', rollback: 'Any', code: int) -> None:
-    """Final snapshot and change summary; on a terminal, ask keep / roll back."""
+def _begin_audit(opts: 'dict[str, object]', plan: 'Plan', prep: 'Prepared', program: list[str],
+                 session_id: 'str | None') -> 'Any':
+    """Start the session's audit record (a bad --audit-sign-key fails here, before the program starts)."""
+    from ..audit import session as audit_session
+
+    grants = [{"path": r.path, "access": r.access, "source": r.source} for r in plan.rules.values()]
+    network = {"mode": plan.network, "hosts": [h if isinstance(h, str) else str(h) for h in plan.proxy_hosts],
+               "connect_ports": list(plan.connect_ports), "bind_ports": list(plan.bind_ports)}
+    digest = audit_session.digest_of({"rules": grants, "denies": [list(d) for d in plan.denies], "network": network})
+    return audit_session.begin(command=program, cwd=os.getcwd(), profile=str(opts["profile"]) if opts.get("profile") else None,
+                               policy_digest=digest, grants=grants,
+                               protections={"status": prep.status, "missing": list(prep.missing)},
+                               network=network, sign_key=str(opts["audit_sign_key"]) if opts.get("audit_sign_key") else None,
+                               session_id=session_id,
+                               # Not probed on every run (~2 ms): nono does not read the kernel audit log yet.
+                               denials="not collected (nono does not read the kernel audit log yet; see docs/audit.md)")
+
+
+def _finish_rollback(opts: 'dict[str, object]', out: 'Out', rollback: 'Any', code: int) -> 'Any':
+    """Final snapshot and change summary; on a terminal, ask keep / roll back. Returns the summary (or None)."""
     summary = rollback.finish(code)
     if not rollback.enabled:
-        return
+        return None
     out.err(summary.text())
     if not summary or opts.get("no_rollback_prompt") or opts.get("silent") or not _interactive():
         if summary:
             out.err(f"[nono] to undo: nono rollback restore {summary.session_id}   (diff: nono session diff)")
-        return
+        return summary
     sys.stderr.write("[nono] keep these changes? [K]eep / [r]oll back / [d]iff: ")
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
@@ -536,6 +573,7 @@ def _finish_rollback(opts: 'dict[str, object]', out: 'Out', rollback: 'Any', cod
         out.err(result.text())
     else:
         out.err(f"[nono] kept; undo later with: nono rollback restore {summary.session_id}")
+    return summary
 
 
 def _wrap(prep: 'Prepared', exe: str, program: list[str], env: dict[str, str]) -> int:
