@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .api import CompletedProcess, Sandbox, run
+    from .api import CompletedProcess, ProxyConfig, Sandbox, run
     from .errors import KernelError, NonoError, PolicyError, SandboxError
     from .policy.model import Grant, Policy
     from .rollback.api import Snapshots
@@ -28,6 +28,7 @@ __all__ = [
     "NonoError",
     "Policy",
     "PolicyError",
+    "ProxyConfig",
     "Sandbox",
     "SandboxError",
     "Snapshots",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "CompletedProcess": "api", "Sandbox": "api", "run": "api",
+    "CompletedProcess": "api", "ProxyConfig": "api", "Sandbox": "api", "run": "api",
     "KernelError": "errors", "NonoError": "errors", "PolicyError": "errors", "SandboxError": "errors",
     "Grant": "policy.model", "Policy": "policy.model", "Snapshots": "rollback.api",
 }

@@ -22,6 +22,7 @@ from .policy.model import Policy
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from typing import Any
 
     from .sandbox.plan import Plan
 
@@ -388,10 +389,66 @@ def _thread_count() -> int:
     return 1
 
 
+class ProxyConfig:
+    """Credentials the filtering proxy injects, for :class:`Sandbox` (the Python form of ``--credential``)::
+
+        proxy = nono.ProxyConfig()
+        proxy.intercept(pattern="api.github.com", inject_header="Authorization",
+                        from_keychain="github_agent_token", credential_format="token {}")
+        with nono.Sandbox(allow_network=["api.github.com:443"], proxy=proxy) as sb:
+            sb.run(["python", "agent.py"])
+
+    The program gets a phantom token (in ``env_var``, default derived from the key
+    name) and a base URL on the proxy; the proxy swaps in the real secret, from the
+    keyring (``from_keychain``) or nono's environment (``from_env``), only on the way to
+    ``pattern``. Clients that ignore base URLs are handled by TLS interception.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[str, dict[str, object]] = {}
+
+    def intercept(self, pattern: str, *, inject_header: str = "Authorization", from_keychain: 'str | None' = None,
+                  from_env: 'str | None' = None, credential_format: 'str | None' = None, env_var: 'str | None' = None,
+                  name: 'str | None' = None) -> 'ProxyConfig':
+        """Inject a credential into requests to ``pattern`` (a host, or ``https://host/base``)."""
+        if (from_keychain is None) == (from_env is None):
+            raise ValueError("give exactly one of from_keychain= and from_env=")
+        upstream = pattern if "://" in pattern else f"https://{pattern}"
+        host = upstream.split("://", 1)[1].split("/", 1)[0]
+        route = name or "".join(c if c.isalnum() else "-" for c in host.lower()).strip("-")
+        entry: dict[str, object] = {"upstream": upstream, "inject_header": inject_header,
+                                    "credential_key": from_keychain if from_keychain is not None else f"env://{from_env}"}
+        if credential_format is not None:
+            entry["credential_format"] = credential_format
+        if env_var is not None or from_env is not None:
+            entry["env_var"] = env_var or f"{route.upper().replace('-', '_')}_TOKEN"
+        self.routes[route] = entry
+        return self
+
+
 class Sandbox:
-    """Apply a policy to the current process (and every process it starts)."""
+    """Confine commands (``with Sandbox(...) as sb: sb.run(...)``) or this process (``Sandbox.apply``)."""
 
     _applied: list[dict[str, object]] = []
+
+    def __init__(self, policy: 'Policy | None' = None, *, allow_network: 'Sequence[str]' = (),
+                 proxy: 'ProxyConfig | None' = None) -> None:
+        p = policy if policy is not None else Policy()
+        if allow_network or proxy is not None:
+            p = p.allow_network(list(allow_network))
+        if proxy is not None and proxy.routes:
+            p = p.use_credentials(*proxy.routes, custom=proxy.routes)
+        self.policy = p
+
+    def __enter__(self) -> 'Sandbox':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def run(self, args: 'Sequence[str]', **kwargs: 'Any') -> 'subprocess.CompletedProcess[object]':
+        """:func:`nono.run` with this sandbox's policy."""
+        return run(args, policy=self.policy, **kwargs)
     _proxies: list[object] = []  # kept alive for the life of this process
 
     @staticmethod

@@ -99,3 +99,25 @@ def test_sandbox_apply_with_allow_network(world):
     assert out["allowed"] == "ok", out
     assert out["other"] == 403, out
     assert out["direct"] in (1, 13), out  # EPERM/EACCES from the mediator, not ECONNREFUSED from the kernel
+
+
+SEED = textwrap.dedent("""
+    import json, os, sys
+    import nono
+    os.environ["GH_REAL"] = "ghp_REALSECRET_0123456789abcdef0123456789"
+    proxy = nono.ProxyConfig()
+    proxy.intercept(pattern="api.github.com", inject_header="Authorization", from_env="GH_REAL",
+                    credential_format="token {}", env_var="GITHUB_TOKEN")
+    with nono.Sandbox(allow_network=["api.github.com:443"], proxy=proxy) as sb:
+        r = sb.run([sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+                   capture_output=True, text=True, timeout=60)
+    env = json.loads(r.stdout)
+    print(json.dumps({"token": env.get("GITHUB_TOKEN"), "leak": "REALSECRET" in r.stdout,
+                      "base": [k for k in env if k.endswith("_BASE_URL")], "proxy": "HTTPS_PROXY" in env}))
+""")
+
+
+def test_seed_api_proxyconfig_and_sandbox(world):
+    out = world.drive(SEED)
+    assert out["token"] and "REALSECRET" not in out["token"] and not out["leak"], out
+    assert out["proxy"] and out["base"], out

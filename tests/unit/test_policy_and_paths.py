@@ -53,7 +53,7 @@ def test_set_env_refuses_reserved_names():
 def test_public_api_is_pinned():
     assert sorted(nono.__all__) == nono.__all__
     assert nono.__all__ == ["CompletedProcess", "Grant", "KernelError", "NonoError", "Policy", "PolicyError",
-                            "Sandbox", "SandboxError", "Snapshots", "__version__", "run"]
+                            "ProxyConfig", "Sandbox", "SandboxError", "Snapshots", "__version__", "run"]
     for name in nono.__all__:
         assert getattr(nono, name) is not None
 
