@@ -376,7 +376,7 @@ def test_signing_key_checks(root: Path, tmp_path: Path) -> None:
     keyfile = tmp_path / "k"
     signing.generate_key(f"file://{keyfile}")
     os.chmod(keyfile, 0o644)
-    with pytest.raises(signing.SigningError, match="chmod 600|readable or writable by others"):
+    with pytest.raises(signing.SigningError, match="chmod 600|accessible to group or others"):
         _begin(sign_key=f"file://{keyfile}")
     with pytest.raises(signing.SigningError, match="absolute path"):
         signing.load_key("file://relative/key")

@@ -17,7 +17,6 @@ follow the Sigstore bundle v0.3 layout with a public-key hint (keyed signing, no
 """
 
 import base64
-import os
 
 from ..errors import NonoError
 from ._hash import hexdigest
@@ -38,10 +37,7 @@ class SigningError(NonoError):
     """A key that cannot be found, read or used; a signature that does not verify."""
 
 
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE pre-authentication encoding: ``DSSEv1 <len> <type> <len> <payload>``."""
-    t = payload_type.encode("utf-8")
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+from ..trust.dsse import pae  # noqa: E402  one DSSE pre-authentication encoding for trust and audit
 
 
 def key_id(spki_der: bytes) -> str:
@@ -72,121 +68,46 @@ class SigningKey:
         return bytes(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
 
 
-def _private_from_text(text: str, where: str) -> 'Any':
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
-        else:
-            key = serialization.load_der_private_key(base64.b64decode(text, validate=True), password=None)
-    except (ValueError, TypeError) as exc:
-        raise SigningError(f"{where}: not a readable private key ({exc})",
-                           hint="expected base64 PKCS#8 DER or an unencrypted PEM key") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise SigningError(f"{where}: not an ECDSA P-256 key", hint="nono signs with ECDSA P-256 only")
-    return key
-
-
-def _file_path(ref: str) -> str:
-    path = ref[len("file://"):]
-    if not path.startswith("/"):
-        raise SigningError(f"{ref!r}: a file key reference needs an absolute path (file:///abs/path)")
-    return path
+def _from_trust(exc: 'NonoError') -> 'SigningError':
+    return SigningError(exc.message, hint=exc.hint or _FILE_HINT)
 
 
 def check_ref(ref: str) -> None:
-    """Cheap checks of a key reference (exists, mode 0600) without loading cryptography."""
+    """Cheap checks of a key reference (exists, mode 0600, yours) without loading cryptography."""
     if not ref:
         raise SigningError("empty signing key reference", hint=_FILE_HINT)
-    if ref.startswith("file://"):
-        path = _file_path(ref)
+    from ..trust import keys
+
+    if keys.is_file_ref(ref):
         try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise SigningError(f"signing key {path}: {exc.strerror}", hint=_FILE_HINT) from None
-        if st.st_mode & 0o077:
-            raise SigningError(f"signing key {path} is readable or writable by others (mode {st.st_mode & 0o777:04o})",
-                               hint=f"chmod 600 {path}")
-        if st.st_uid != os.getuid():
-            raise SigningError(f"signing key {path} belongs to uid {st.st_uid}, not you (uid {os.getuid()})")
+            keys._check_key_file(keys.file_path(ref))
+        except NonoError as exc:
+            raise _from_trust(exc) from None
 
 
 def load_key(ref: str) -> SigningKey:
-    """Load the private key ``ref`` names (``file:///path``, ``keyring://NAME`` or ``NAME``)."""
+    """Load the private key ``ref`` names (``file:///path``, ``keyring://NAME`` or ``NAME``).
+
+    Keys are the trust feature's keys (one store: key files, or the keyring service
+    ``nono-trust``), so ``nono trust keygen`` makes audit signing keys too.
+    """
     check_ref(ref)
-    if ref.startswith("file://"):
-        path = _file_path(ref)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        try:
-            data = os.read(fd, 1 << 16)
-        finally:
-            os.close(fd)
-        return SigningKey(_private_from_text(data.decode("ascii", "replace"), path), ref)
-    name = ref[len("keyring://"):] if ref.startswith("keyring://") else ref
-    value = _keyring_get(name)
-    return SigningKey(_private_from_text(value, f"keyring entry {KEYRING_SERVICE}/{name}"), ref)
-
-
-def _keyring_backend() -> 'Any':
-    try:
-        import keyring
-        from keyring.backends import fail
-    except ImportError:
-        raise SigningError("the keyring library is not installed", hint=_FILE_HINT) from None
-    backend = keyring.get_keyring()
-    if isinstance(backend, fail.Keyring):
-        raise SigningError("no system keyring is available on this machine (a headless session, no Secret "
-                           "Service or D-Bus), so keyring keys cannot be used", hint=_FILE_HINT)
-    return backend
-
-
-def _keyring_get(name: str) -> str:
-    backend = _keyring_backend()
-    from keyring.errors import KeyringError
+    from ..trust import keys
 
     try:
-        value = backend.get_password(KEYRING_SERVICE, name)
-    except KeyringError as exc:
-        raise SigningError(f"keyring {KEYRING_SERVICE}/{name}: the keyring refused ({exc})", hint=_FILE_HINT) from None
-    if value is None:
-        raise SigningError(f"no signing key '{name}' in the system keyring (service {KEYRING_SERVICE})",
-                           hint="create one with generate_key('" + name + "'), or " + _FILE_HINT)
-    return str(value)
+        return SigningKey(keys.load_signing_key(ref).private_key, ref)
+    except NonoError as exc:
+        raise _from_trust(exc) from None
 
 
 def generate_key(ref: str, *, force: bool = False) -> SigningKey:
     """Create a P-256 key at ``ref`` (``file:///path`` -> file 0600 + ``.pub``; else the keyring)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from ..trust import keys
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    text = base64.b64encode(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption())).decode("ascii")
-    sk = SigningKey(key, ref)
-    if ref.startswith("file://"):
-        path = _file_path(ref)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:
-            raise SigningError(f"{path} already exists", hint="pass force=True to replace it") from None
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (text + "\n").encode("ascii"))
-        finally:
-            os.close(fd)
-        with open(path + ".pub", "w", encoding="ascii") as f:
-            f.write(sk.public_key_b64 + "\n")
-        return sk
-    name = ref[len("keyring://"):] if ref.startswith("keyring://") else ref
-    backend = _keyring_backend()
-    if not force and backend.get_password(KEYRING_SERVICE, name) is not None:
-        raise SigningError(f"a key '{name}' already exists in the keyring", hint="pass force=True to replace it")
-    backend.set_password(KEYRING_SERVICE, name, text)
-    return sk
+    try:
+        return SigningKey(keys.generate_key(ref, force=force).private_key, ref)
+    except NonoError as exc:
+        raise _from_trust(exc) from None
 
 
 def load_public_key(text: str) -> 'Any':
