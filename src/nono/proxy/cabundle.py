@@ -67,7 +67,7 @@ def system_roots() -> 'str | None':
         if path and os.path.isfile(path) and os.path.getsize(path) > 0:
             return path
     try:
-        import certifi
+        import certifi  # type: ignore[import-not-found,unused-ignore]  # optional: only a fallback
 
         return str(certifi.where())
     except ImportError:
