@@ -50,3 +50,18 @@ def test_profile_credentials_are_enforced(world, tmp_path):
     child = json.loads(r.stdout)
     assert SECRET not in r.stdout
     assert child["ANTHROPIC_BASE_URL"].endswith("/anthropic") and child["ANTHROPIC_API_KEY"] != SECRET
+
+
+def test_secret_never_reaches_the_audit_record(world):
+    env = dict(world.env(), MY_OPENAI=SECRET)
+    r = world.nono("run", "-s", "--credential", "openai=env://MY_OPENAI", "--", world.user.python, "-c",
+                   "import os; print(len(os.environ['OPENAI_API_KEY']))", env=env)
+    assert r.returncode == 0, r.stderr
+    store = world.home / ".local" / "state" / "nono"
+    seen = []
+    for path in store.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, path
+            seen.append(path.name)
+    assert "audit-events.ndjson" in seen, seen  # the session was recorded, without the secret
