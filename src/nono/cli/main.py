@@ -400,6 +400,16 @@ def _run_like(command: str, rest: list[str]) -> int:
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in dict.fromkeys(plan.notes):
         out.warn(note)
+    iso = None  # checked before the proxy starts, so a refusal leaves nothing running
+    if wanted(opts):  # no import unless an isolation or limit flag was given
+        from ..sandbox import isolation
+
+        try:
+            iso = isolation.from_options(opts)
+        except ValueError as exc:
+            raise A.UsageError(str(exc)) from None
+        if iso is not None:
+            iso.check(plan)
     proxy = None
     if plan.network == "proxy":
         if command == "wrap":
@@ -419,16 +429,6 @@ def _run_like(command: str, rest: list[str]) -> int:
             plan.proxy_hosts += [h for h in creds.allow_hosts if h not in plan.proxy_hosts]
             for line in creds.describe():
                 out.err(f"[nono] credential {line}")
-    iso = None
-    if wanted(opts):  # no import unless an isolation or limit flag was given
-        from ..sandbox import isolation
-
-        try:
-            iso = isolation.from_options(opts)
-        except ValueError as exc:
-            raise A.UsageError(str(exc)) from None
-        if iso is not None:
-            iso.check(plan)
     try:
         return _launch(command, opts, out, capabilities, plan, policy, exe, program, skipped, pty, proxy, iso)
     finally:
