@@ -27,19 +27,19 @@ nono - run a program (an AI agent, a tool) inside a kernel-enforced sandbox.
 Usage: nono [-s] COMMAND [OPTIONS] [--] [PROGRAM [ARGS...]]
 
 Commands:
-  run      run PROGRAM in the sandbox, supervised by nono (the usual choice)
-  shell    start an interactive shell in the sandbox
-  wrap     apply the sandbox to nono itself, then exec PROGRAM (no supervisor)
-  why      explain whether a path or host is allowed, and which flag would allow it
-  profile  list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
-  credential  store API keys in the system keyring for --credential (set|list|remove)
-  rollback list, show, restore, verify and clean up snapshots taken with 'run --rollback'
-  audit    list, show and verify the tamper-evident records of past sessions
-  ps       running sessions; stop ID ends one; logs ID [-f] follows its events
-  trust    sign and verify instruction files (CLAUDE.md, AGENTS.md, ...) checked before every run
-  sign     sign a file (same as 'trust sign')
-  session  diff | rollback: what the last --rollback session changed, and undo it
-  setup    check what this machine can enforce (attacks a throw-away sandbox)
+  run        run PROGRAM in the sandbox, supervised by nono (the usual choice)
+  shell      start an interactive shell in the sandbox
+  wrap       apply the sandbox to nono itself, then exec PROGRAM (no supervisor)
+  why        explain whether a path or host is allowed, and which flag would allow it
+  profile    list, show, create, check and compare profiles (list|show|init|validate|diff|groups|schema)
+  credential store API keys in the system keyring for --credential (set|list|remove)
+  rollback   list, show, restore, verify and clean up snapshots taken with 'run --rollback'
+  audit      list, show and verify the tamper-evident records of past sessions
+  ps         running sessions; stop ID ends one; logs ID [-f] follows its events
+  trust      sign and verify instruction files (CLAUDE.md, AGENTS.md, ...) checked before every run
+  sign       sign a file (same as 'trust sign')
+  session    diff | rollback: what the last --rollback session changed, and undo it
+  setup      check what this machine can enforce (attacks a throw-away sandbox)
 
 Examples:
   nono run --allow-cwd -- python my_agent.py
