@@ -38,6 +38,7 @@ Commands:
   ps         running sessions; stop ID ends one; logs ID [-f] follows its events
   trust      sign and verify instruction files (CLAUDE.md, AGENTS.md, ...) checked before every run
   sign       sign a file (same as 'trust sign')
+  manifest   create, sign and verify agent manifests (system prompt, tools, model)
   session    diff | rollback: what the last --rollback session changed, and undo it
   setup      check what this machine can enforce (attacks a throw-away sandbox)
 
@@ -165,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
 
             handler = {"audit": _audit.cmd_audit, "ps": _audit.cmd_ps, "stop": _audit.cmd_stop, "logs": _audit.cmd_logs}
             return handler[command]([a for a in rest if a != "--silent"])
+        if command == "manifest":
+            from .manifest import cmd_manifest
+
+            return cmd_manifest([a for a in rest if a != "--silent"])
         if command in ("trust", "sign"):
             from .trust import cmd_sign, cmd_trust
 
@@ -393,10 +398,23 @@ def _run_like(command: str, rest: list[str]) -> int:
 
     trust_dir = expand_workdir(opts)
     pre = _trust.preflight(trust_dir, override=bool(opts.get("trust_override")), out=out.warn)
-    protected = list(pre.protected_files)
+    reasons = {p: "instruction files under trust" for p in pre.protected_files}
+    manifest_check = None
+    if opts.get("manifest"):
+        from ..trust.manifest import preflight_manifest
+
+        manifest_check = preflight_manifest(os.path.abspath(str(opts["manifest"])), policy_dir=trust_dir,
+                                            override=bool(opts.get("trust_override")), out=out.warn)
+        reasons.update({os.path.realpath(p): "the signed agent manifest" for p in manifest_check.protected_files})
+    if opts.get("verify_signature"):
+        from ..trust.verify import verify_file_signature
+
+        fcheck = verify_file_signature(os.path.abspath(str(opts["verify_signature"])), policy_dir=trust_dir,
+                                       override=bool(opts.get("trust_override")), out=out.warn)
+        reasons.update({os.path.realpath(p): "a signature-checked file" for p in fcheck.protected_files})
+    opts["_manifest_check"] = manifest_check
     plan = build_plan(policy, argv0=exe, cwd=str(opts["workdir"]) if opts.get("workdir") else None,
-                      readonly=list(code_paths) + protected,
-                      readonly_reason={p: "instruction files under trust" for p in protected})
+                      readonly=list(code_paths) + list(reasons), readonly_reason=reasons)
     skipped = [p for p, src, why in plan.skipped if src in ("user", "cwd") and why == "does not exist"]
     for note in dict.fromkeys(plan.notes):
         out.warn(note)
@@ -487,6 +505,8 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     rollback = _begin_rollback(opts, out, plan, program) if opts.get("rollback") and not opts.get("no_rollback") else None
     record = None if opts.get("no_audit") else _begin_audit(opts, plan, prep, program,
                                                              rollback.session_id if rollback is not None and rollback.enabled else None)
+    if record is not None and opts.get("_manifest_check") is not None:
+        record.event("agent_manifest", **opts["_manifest_check"].audit_fields())  # type: ignore[attr-defined]
     net_events: list[dict[str, object]] = []
     code = 1
     try:

@@ -249,3 +249,94 @@ def _enforce(result: Preflight, failures: 'list[tuple[str, str, bool]]', mode: s
         out(f"warning: trust: {line}")
     if mode == "deny":
         out(f"warning: --trust-override: launching despite {len(lines)} failed instruction file(s)")
+
+
+# -- single explicit files (run --verify-signature, run --manifest) ----------------------
+def effective_policy(policy_dir: str) -> 'tuple[TrustPolicy, list[str]]':
+    """The merged user + ``policy_dir`` trust policy and the files it came from.
+
+    With no policy file anywhere: an empty policy (no publishers, ``deny``), so an explicitly
+    requested check fails with ``not in trusted publishers`` instead of passing silently.
+    """
+    files = [p for p in (user_policy_path(), os.path.join(policy_dir, POLICY_FILE)) if os.path.lexists(p)]
+    merged: TrustPolicy | None = None
+    for p in files:
+        pol = load_policy(p)
+        merged = pol if merged is None else merged.merge(pol)
+    return (merged if merged is not None else TrustPolicy(enforcement="deny")), files
+
+
+def no_policy_hint(files: 'list[str]') -> str:
+    """A hint for publisher failures when no trust policy exists at all ("" otherwise)."""
+    if files:
+        return ""
+    return (f"no {POLICY_FILE} found (project or {user_policy_path()}), so no publisher is trusted: "
+            "create one with 'nono trust init --key ID'")
+
+
+def enforce_single(what: str, exc: TrustError, mode: str, *, override: bool, out: 'Callable[[str], None]') -> str:
+    """Apply the enforcement ``mode`` to one failed explicit check; returns the recorded message.
+
+    Raises ``exc`` under ``deny`` (without ``override``) and for a blocklisted digest in every
+    mode; under ``warn`` (or ``deny`` + override) prints a warning; under ``audit`` stays quiet.
+    """
+    if exc.reason == "blocklist" or (mode == "deny" and not override):
+        raise exc
+    line = f"trust: {what}: {exc.message}"
+    if mode != "audit":
+        out(f"warning: {line}")
+        if mode == "deny":
+            out(f"warning: --trust-override: launching despite the failed check of {what}")
+    return line
+
+
+class FileCheck:
+    """The outcome of :func:`verify_file_signature`.
+
+    ``ok`` is False only when a failure was downgraded (``warn``/``audit``/override);
+    ``protected_files`` are the file and its bundle when it verified (read-only in the sandbox).
+    """
+
+    __slots__ = ("digest", "messages", "ok", "path", "protected_files", "publisher")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.digest = ""
+        self.publisher = ""
+        self.ok = False
+        self.messages: list[str] = []
+        self.protected_files: list[str] = []
+
+
+def verify_file_signature(path: str, *, policy_dir: str, override: bool, out: 'Callable[[str], None]') -> FileCheck:
+    """``nono run --verify-signature FILE``: check one signed file (``FILE.bundle`` written by
+    ``nono sign FILE``) against the trusted publishers of the user + ``policy_dir`` policies.
+
+    Failures follow the merged enforcement like :func:`nono.trust.preflight`: :class:`TrustError`
+    under ``deny`` (reason ``missing``, ``digest``, ``publisher``, ``signature``, ...), a warning
+    under ``warn`` or with ``override``; a blocklisted digest is refused in every mode.
+    """
+    path = os.path.abspath(path)
+    check = FileCheck(path)
+    policy, files = effective_policy(policy_dir)
+    if not os.path.isfile(path):
+        raise TrustError(f"--verify-signature {path}: no such file", path=path, reason="missing")
+    r = verify_file(os.path.dirname(path), os.path.basename(path), policy)
+    check.digest = r.digest
+    if r.ok:
+        check.ok, check.publisher = True, r.publisher
+        check.protected_files = [path, r.bundle]
+        return check
+    reason = {"unsigned": "missing", "blocked": "blocklist"}.get(r.status, "signature")
+    if r.reason in (MSG_DIGEST, MSG_MULTI_DIGEST):
+        reason = "digest"
+    elif MSG_PUBLISHER in r.reason:
+        reason = "publisher"
+    hint = no_policy_hint(files) if reason == "publisher" else ""
+    if reason == "missing":
+        hint = f"sign it with 'nono sign {os.path.basename(path)} --key ID'"
+    elif reason == "digest":
+        hint = "the file changed after it was signed: review it, then sign it again"
+    exc = TrustError(f"signature verification failed: {path}: {r.reason}", path=path, reason=reason, hint=hint)
+    check.messages.append(enforce_single(path, exc, policy.enforcement, override=override, out=out))
+    return check
