@@ -12,6 +12,10 @@ import os
 
 from ..errors import NonoError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 class UsageError(NonoError):
     """Bad command line: printed with a usage hint, exit status 2."""
@@ -269,3 +273,25 @@ def format_flags(flags: 'tuple[Flag, ...]') -> str:
         extra = f" [env: {f.env}]" if f.env else ""
         out.append(f"  {spell:<30} {f.help}{aliases}{extra}")
     return "\n".join(out)
+
+
+def dispatch(group: str, argv: list[str], table: 'dict[str, tuple[Flag, ...]]', help_text: str,
+             handlers: 'dict[str, Callable[[dict[str, object], list[str]], int]]') -> int:
+    """Run ``nono GROUP SUB [options] [args]``: help, an unknown SUB (with a suggestion), parsing, the handler."""
+    import sys
+
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(help_text)
+        return 0 if argv else 2
+    sub, rest = argv[0], argv[1:]
+    if sub not in table:
+        import difflib
+
+        close = difflib.get_close_matches(sub, list(table), n=1)
+        raise UsageError(f"unknown command 'nono {group} {sub}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    try:
+        opts, pos = parse(f"{group} {sub}", table[sub], rest, trailing=False)
+    except HelpRequested:
+        sys.stdout.write(f"Usage: nono {group} {sub} ...\n{format_flags(table[sub])}\n\n" + help_text)
+        return 0
+    return handlers[sub](opts, pos)

@@ -46,21 +46,7 @@ def _out(text: str) -> None:
 
 def cmd_manifest(argv: list[str]) -> int:
     """Dispatch ``nono manifest SUB ...``; returns the exit status (raises ``NonoError`` on failure)."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(HELP)
-        return 0 if argv else 2
-    sub, rest = argv[0], argv[1:]
-    if sub not in _FLAGS:
-        import difflib
-
-        close = difflib.get_close_matches(sub, list(_FLAGS), n=1)
-        raise A.UsageError(f"unknown command 'nono manifest {sub}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    try:
-        opts, pos = A.parse(f"manifest {sub}", _FLAGS[sub], rest, trailing=False)
-    except A.HelpRequested:
-        sys.stdout.write(f"Usage: nono manifest {sub} ...\n{A.format_flags(_FLAGS[sub])}\n\n" + HELP)
-        return 0
-    return {"create": _create, "sign": _sign, "verify": _verify}[sub](opts, pos)
+    return A.dispatch("manifest", argv, _FLAGS, HELP, {"create": _create, "sign": _sign, "verify": _verify})
 
 
 def _one(sub: str, pos: list[str]) -> str:

@@ -68,23 +68,9 @@ def _out(text: str) -> None:
 
 def cmd_trust(argv: list[str]) -> int:
     """Dispatch ``nono trust SUB ...``; returns the exit status (raises ``NonoError`` on failure)."""
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(HELP)
-        return 0 if argv else 2
-    sub, rest = argv[0], argv[1:]
-    if sub not in _FLAGS:
-        import difflib
-
-        close = difflib.get_close_matches(sub, list(_FLAGS), n=1)
-        raise A.UsageError(f"unknown command 'nono trust {sub}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    try:
-        opts, pos = A.parse(f"trust {sub}", _FLAGS[sub], rest, trailing=False)
-    except A.HelpRequested:
-        sys.stdout.write(f"Usage: nono trust {sub} ...\n{A.format_flags(_FLAGS[sub])}\n\n" + HELP)
-        return 0
-    handler = {"keygen": _keygen, "sign": _sign, "sign-policy": _sign_policy, "init": _init, "verify": _verify,
-               "list": _list, "export-key": _export}[sub]
-    return handler(opts, pos)
+    return A.dispatch("trust", argv, _FLAGS, HELP, {"keygen": _keygen, "sign": _sign, "sign-policy": _sign_policy,
+                                                    "init": _init, "verify": _verify, "list": _list,
+                                                    "export-key": _export})
 
 
 def cmd_sign(argv: list[str]) -> int:
