@@ -65,3 +65,12 @@ def test_secret_never_reaches_the_audit_record(world):
             assert SECRET.encode() not in data, path
             seen.append(path.name)
     assert "audit-events.ndjson" in seen, seen  # the session was recorded, without the secret
+
+
+def test_env_credential_alone_keeps_the_network_and_passes_the_real_value(world):
+    """--env-credential is the weaker, explicit mode: the real secret in the environment, no proxy needed."""
+    env = dict(world.env(), MY_TOOL_KEY=SECRET)
+    r = world.nono("run", "-s", "--env-credential", "env://MY_TOOL_KEY", "--", world.user.python, "-c", _DUMP, env=env)
+    assert r.returncode == 0, r.stderr
+    child = json.loads(r.stdout)
+    assert child["MY_TOOL_KEY"] == SECRET and "HTTPS_PROXY" not in child

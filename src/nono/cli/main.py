@@ -498,6 +498,13 @@ def _launch(command: str, opts: 'dict[str, object]', out: 'Out', capabilities: '
     env["NONO_CAP_FILE"] = cap_path
     if proxy is not None:
         env = proxy.env(env)
+    elif policy.env_credentials:  # --env-credential without a proxy: the real secret goes in the environment
+        from ..sandbox.network import credential_plan
+
+        creds = credential_plan(policy)
+        if creds is not None:
+            env = {k: v for k, v in env.items() if k not in creds.unset_env}
+            env.update(creds.child_env(0))
     if command == "wrap":
         return _wrap(prep, exe, program, env)
     from ..sandbox import supervisor

@@ -223,7 +223,8 @@ class Policy:
             raise PolicyError("credentials need the network (through nono's proxy), but this policy blocks it")
         new_custom = tuple(sorted(dict(self.custom_credentials) | {k: json.dumps(v, sort_keys=True)
                                                                    for k, v in (custom or {}).items()}.items()))
-        return self._copy(network="proxy",
+        routes = bool(services or custom or self.credentials)
+        return self._copy(network="proxy" if routes else self.network,  # env-only credentials need no proxy
                           credentials=self.credentials + tuple(s for s in services if s not in self.credentials),
                           custom_credentials=new_custom,
                           endpoint_rules=self.endpoint_rules + tuple(endpoints),
