@@ -503,11 +503,12 @@ def _add_system_paths(plan: 'Plan', items: list[tuple[str, str, str]], protected
             os.close(fd)
             plan.skipped.append((path, source, f"protected by {plan.denied_by(real)[1]}"))  # type: ignore[index]
             continue
-        if is_dir and access != READ and any(ro != real and is_within(ro, real) for ro in plan.readonly):
+        inside_ro = [ro for ro in plan.readonly if ro != real and is_within(ro, real)] if is_dir and access != READ else []
+        if inside_ro:
             os.close(fd)
-            plan.skipped.append((path, source, "contains read-only paths"))
-            plan.notes.append(f"'{path}' is not granted: read-only paths lie inside it (nono's own installation, "
-                              "or instruction files under trust)")
+            why = " and ".join(sorted({plan.readonly[ro] for ro in inside_ro}))
+            plan.skipped.append((path, source, f"contains {why}"))
+            plan.notes.append(f"'{path}' is not granted: {why} lies inside it and must stay read-only")
             continue
         if is_dir and real in ancestors:
             # A built-in grant (e.g. /tmp) containing your home or protected paths is
