@@ -116,28 +116,10 @@ def alive(pid: 'int | None', start: 'int | None' = None) -> bool:
 
 # -- files --------------------------------------------------------------------------------
 def write_atomic(path: str, data: bytes, *, sync: bool) -> None:
-    """Temp file in the same directory, (fsync), rename, (fsync the directory)."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if sync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.rename(tmp, path)
-    if sync:
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Temp file in the same directory, (fsync), rename, (fsync the directory): the rollback store's writer."""
+    from ..rollback._fs import atomic_write
+
+    atomic_write(path, data, mode=0o600, sync=sync)
 
 
 def session_dir(session_id: str, root: 'str | None' = None) -> str:

@@ -371,3 +371,12 @@ class ChunkedReader:
                 self.done = True
                 return
             _field(body)
+
+
+def status_line(raw: bytes) -> 'tuple[int, list[bytes]] | None':
+    """An upstream response head ending in CRLFCRLF -> (status, its lines), or None if malformed."""
+    lines = raw[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        return None
+    return int(parts[1]), lines

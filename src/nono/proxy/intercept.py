@@ -53,7 +53,7 @@ from urllib.parse import quote, unquote
 
 from . import tls
 from .hosts import is_ip_literal
-from .http1 import BadRequest, ChunkedReader, RequestHead, _split_authority, head_end, parse_head
+from .http1 import BadRequest, ChunkedReader, RequestHead, _split_authority, head_end, parse_head, status_line
 from .reverse import _DROP, _RESPONSE_DROP, ReverseProxy, _candidates, _framing, _mask, _same
 from .server import _ESTABLISHED, _SEND_TIMEOUT, Event, ProxyServer, _Refused, _within, new_event
 from .sessionca import CA_VALIDITY, SessionCA, ca_names
@@ -637,11 +637,10 @@ class Interceptor:
                 raise _Refused(502, "upstream: closed the connection without a response", "error") from None
             except asyncio.LimitOverrunError:
                 raise _Refused(502, "upstream: response head too large", "error") from None
-            lines = raw[:-4].split(b"\r\n")
-            parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            parsed = status_line(raw)
+            if parsed is None:
                 raise _Refused(502, "upstream: malformed response", "error")
-            status = int(parts[1])
+            status, lines = parsed
             if status == 101:
                 raise _Refused(502, "upstream: protocol upgrades (WebSocket) are not supported on intercepted hosts",
                                "error")
@@ -650,7 +649,7 @@ class Interceptor:
                 continue
             fields = [(line.split(b":", 1)[0].strip().lower(), line.split(b":", 1)[-1].strip()) for line in lines[1:]]
             kept = [line for line, (name, _) in zip(lines[1:], fields) if name not in _RESPONSE_DROP]
-            return status, interim, lines[0], kept, _framing(status, method, parts[0], fields)
+            return status, interim, lines[0], kept, _framing(status, method, lines[0].split(b" ", 1)[0], fields)
 
     @staticmethod
     async def _relay_body(conn: ClientTls, reader: asyncio.StreamReader, framing: 'tuple[str, int]',

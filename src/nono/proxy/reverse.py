@@ -32,7 +32,7 @@ import ssl
 import time
 from urllib.parse import quote, unquote
 
-from .http1 import BadRequest, ChunkedReader, RequestHead, parse_head
+from .http1 import BadRequest, ChunkedReader, RequestHead, parse_head, status_line
 from .server import ProxyServer, _Refused, _within
 
 TYPE_CHECKING = False
@@ -445,17 +445,16 @@ class ReverseProxy:
                 raise
             except asyncio.LimitOverrunError:
                 raise _Refused(502, "upstream: response head too large", "error") from None
-            lines = raw[:-4].split(b"\r\n")
-            parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            parsed = status_line(raw)
+            if parsed is None:
                 raise _Refused(502, "upstream: malformed response", "error")
-            status = int(parts[1])
+            status, lines = parsed
             if 100 <= status < 200 and status != 101:
                 out += raw  # interim (103 Early Hints): relayed as is
                 continue
             fields = [(line.split(b":", 1)[0].strip().lower(), line.split(b":", 1)[-1].strip()) for line in lines[1:]]
             kept = [line for line, (name, _) in zip(lines[1:], fields) if name not in _RESPONSE_DROP]
-            framing = _framing(status, method, parts[0], fields)
+            framing = _framing(status, method, lines[0].split(b" ", 1)[0], fields)
             return status, out + b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n", framing
 
 
