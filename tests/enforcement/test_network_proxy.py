@@ -58,7 +58,7 @@ def inner_python(world) -> str:
 def need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed")
+        pytest.fail(f"{tool} is not installed; this machine kind has it, and the test must not pass without it")
     return path
 
 
@@ -343,7 +343,7 @@ def test_proxy_auth_challenge_is_not_a_blocked_host(world, lab):
 def test_pip_download(world, lab):
     py = inner_python(world)
     if subprocess.run([py, "-m", "pip", "--version"], capture_output=True, timeout=30).returncode != 0:
-        pytest.skip(f"no pip for {py}")
+        pytest.fail(f"no pip for {py}: the pip client test must run")
     dest = world.work / "dl"
     r = sandboxed(world, lab, py, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
                   "--index-url", f"{lab.http}/simple/", "--trusted-host", "allowed.test", "-d", str(dest), PYPI_PKG,

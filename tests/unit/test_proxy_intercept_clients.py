@@ -146,7 +146,7 @@ def test_curl(setup: tuple[FakeUpstream, ProxyThread, str, DumbGitServer | None]
     up, proxy, bundle, _ = setup
     curl = shutil.which("curl")
     if curl is None:
-        pytest.skip("curl is not installed")
+        pytest.fail("curl is not installed (this machine kind has it; a skip would hide an untested client)")
     base = ["-sS", "--proxy", proxy_url(proxy), "--cacert", bundle, "-w", " %{http_code}"]
     ok = subprocess.run([curl, *base, f"https://{RULES}:{up.port}/v1/models"], capture_output=True, text=True,
                         timeout=TIMEOUT, env=CLEAN_ENV)
@@ -179,7 +179,7 @@ def test_node_trusts_the_bundle_through_node_extra_ca_certs(
     up, proxy, bundle, _ = setup
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.fail("node is not installed (this machine kind has it; a skip would hide an untested client)")
     # A CONNECT by hand (any Node version), then tls.connect with Node's default trust,
     # which NODE_EXTRA_CA_CERTS extends with the bundle.
     script = r"""
@@ -207,7 +207,7 @@ def test_git_clone_over_https_with_the_phantom(setup: tuple[FakeUpstream, ProxyT
                                                tmp_path: Path) -> None:
     _, proxy, bundle, git = setup
     if git is None:
-        pytest.skip("git is not installed")
+        pytest.fail("git is not installed (this machine kind has it; a skip would hide an untested client)")
     helper = f"!f() {{ echo username=x-access-token; echo password={PHANTOM}; }}; f"
     env = child_env(proxy, bundle, HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
     done = _git("-c", f"credential.helper={helper}", "clone", "-q", f"https://{GIT_HOST}:{git.port}/repo.git",

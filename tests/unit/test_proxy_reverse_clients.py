@@ -47,7 +47,7 @@ def test_curl(env: tuple[FakeUpstream, str]) -> None:
     up, base = env
     curl = shutil.which("curl")
     if curl is None:
-        pytest.skip("curl is not installed")
+        pytest.fail("curl is not installed (this machine kind has it; a skip would hide an untested client)")
     out = subprocess.run([curl, "-sS", "--noproxy", "*", "-H", f"Authorization: Bearer {PHANTOM}", "-d", '{"m":1}',
                           "-H", "Content-Type: application/json", f"{base}/chat/completions"],
                          capture_output=True, text=True, timeout=TIMEOUT, env=CLEAN_ENV)
@@ -59,7 +59,7 @@ def test_curl_wrong_phantom_reads_the_reason(env: tuple[FakeUpstream, str]) -> N
     _, base = env
     curl = shutil.which("curl")
     if curl is None:
-        pytest.skip("curl is not installed")
+        pytest.fail("curl is not installed (this machine kind has it; a skip would hide an untested client)")
     out = subprocess.run([curl, "-sS", "--noproxy", "*", "-w", "%{http_code}", "-H", "Authorization: Bearer sk-wrong",
                           f"{base}/models"], capture_output=True, text=True, timeout=TIMEOUT, env=CLEAN_ENV)
     assert out.stdout.endswith("401") and "wrong token for route openai" in out.stdout
@@ -95,7 +95,7 @@ def test_node_fetch(env: tuple[FakeUpstream, str]) -> None:
     up, base = env
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.fail("node is not installed (this machine kind has it; a skip would hide an untested client)")
     script = ("fetch(process.argv[1] + '/models', {headers: {Authorization: 'Bearer ' + process.argv[2]}})"
               ".then(r => r.text().then(t => { console.log(r.status + ' ' + t); }))"
               ".catch(e => { console.error(e); process.exit(1); })")
